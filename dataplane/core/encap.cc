@@ -1,0 +1,1 @@
+// placeholder: written by the encap work in progress

@@ -1,0 +1,1 @@
+// placeholder: written by the flow_table work in progress

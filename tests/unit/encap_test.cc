@@ -1,0 +1,2 @@
+// placeholder: written by the encap work in progress
+#include <gtest/gtest.h>

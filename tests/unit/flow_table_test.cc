@@ -1,0 +1,2 @@
+// placeholder: written by the flow_table work in progress
+#include <gtest/gtest.h>

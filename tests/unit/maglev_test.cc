@@ -1,0 +1,2 @@
+// placeholder: written by the maglev work in progress
+#include <gtest/gtest.h>

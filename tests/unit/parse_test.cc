@@ -1,0 +1,2 @@
+// placeholder: written by the parse work in progress
+#include <gtest/gtest.h>
