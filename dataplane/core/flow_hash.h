@@ -8,7 +8,7 @@
 //
 // The key is 128 bits, cluster-wide and secret, so that a client cannot compute which backend
 // a 5-tuple reaches and aim many flows at one backend. The construction is a wyhash-style
-// multiply-fold (64x64->128 multiply, xor the halves): two multiplies for IPv4, four for
+// multiply-fold (64x64->128 multiply, xor the halves): two multiplies for IPv4, three for
 // IPv6. It is not a cryptographic PRF; SipHash would be, at several times the cost.
 // Cost: ~1 ns (IPv4) and ~1.5 ns (IPv6) per tuple (bench/core_bench.cc).
 #pragma once
@@ -51,9 +51,15 @@ inline uint64_t Load32(const uint8_t* p) noexcept {
 // __extension__: the 128-bit product is a GCC/Clang extension, one MUL instruction on x86-64.
 __extension__ typedef unsigned __int128 Uint128;
 
-inline uint64_t Mix(uint64_t a, uint64_t b) noexcept {
+// a, b := low and high halves of a·b.
+inline void Mum(uint64_t& a, uint64_t& b) noexcept {
   const Uint128 r = static_cast<Uint128>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+  a = static_cast<uint64_t>(r);
+  b = static_cast<uint64_t>(r >> 64);
+}
+inline uint64_t Mix(uint64_t a, uint64_t b) noexcept {
+  Mum(a, b);
+  return a ^ b;
 }
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FlowHash reads wire bytes as LE");
@@ -62,18 +68,26 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FlowHash reads wire by
 
 inline uint64_t FlowHash(const FlowTuple& t, const FlowHashKey& key) noexcept {
   using namespace flow_hash_internal;
-  const uint64_t tail = uint64_t{t.src_port} | uint64_t{t.dst_port} << 16 |
-                        uint64_t{t.proto} << 32 | uint64_t{t.v6 ? 6u : 4u} << 40;
-  uint64_t addrs;
+  const uint64_t ports =
+      uint64_t{t.src_port} | uint64_t{t.dst_port} << 16 | uint64_t{t.proto} << 32;
+  uint64_t a;
+  uint64_t b;
   if (!t.v6) {
-    addrs = Load32(t.src.data()) | Load32(t.dst.data()) << 32;
+    a = Load32(t.src.data()) | Load32(t.dst.data()) << 32;
+    b = ports | uint64_t{4} << 40;
   } else {
-    // Source and destination meet the key differently, so swapping them changes the hash.
-    addrs = Mix(Load64(t.src.data()) ^ key.k0, Load64(t.src.data() + 8) ^ key.k1) ^
-            Mix(Load64(t.dst.data()) ^ key.k0 ^ kP0, Load64(t.dst.data() + 8) ^ key.k1 ^ kP1);
+    // The client chooses its source freely (64 bits of interface id), so the 128 source bits
+    // pass through a keyed multiply before they are folded to 64: a linear fold would let it
+    // make many sources that collide and aim them all at one backend. The destination is the
+    // VIP, which the client does not choose, and enters linearly like IPv4 addresses.
+    a = Mix(Load64(t.src.data()) ^ key.k0, Load64(t.src.data() + 8) ^ key.k1) ^
+        Load64(t.dst.data());
+    b = (ports | uint64_t{6} << 40) ^ Load64(t.dst.data() + 8);
   }
-  const Uint128 r = static_cast<Uint128>(addrs ^ key.k0) * (tail ^ key.k1);
-  return Mix(static_cast<uint64_t>(r) ^ kP0, static_cast<uint64_t>(r >> 64) ^ kP1);
+  a ^= key.k0;
+  b ^= key.k1;
+  Mum(a, b);
+  return Mix(a ^ kP0, b ^ kP1);
 }
 
 // The Maglev slot of a hash: the high 32 bits scaled to [0, size) (Lemire's multiply-shift,

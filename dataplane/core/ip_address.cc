@@ -17,8 +17,7 @@ absl::StatusOr<IpAddress> IpAddress::Parse(std::string_view text) {
     ip.v6 = true;
     return ip;
   }
-  return absl::InvalidArgumentError(
-      absl::StrFormat("'%s' is not an IPv4 or IPv6 address", text));
+  return absl::InvalidArgumentError(absl::StrFormat("'%s' is not an IPv4 or IPv6 address", text));
 }
 
 std::string IpAddress::ToString() const {

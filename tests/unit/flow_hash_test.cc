@@ -61,8 +61,7 @@ TEST(FlowHashTest, KeyFromHexRejectsWrongLengthAndNonHex) {
   EXPECT_EQ(short_key.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(short_key.status().message()), testing::HasSubstr("32 hex digits"));
   auto bad_digit = FlowHashKey::FromHex("0123456789abcdef0123456789abcdeg");
-  EXPECT_THAT(std::string(bad_digit.status().message()),
-              testing::HasSubstr("'g' at position 31"));
+  EXPECT_THAT(std::string(bad_digit.status().message()), testing::HasSubstr("'g' at position 31"));
   EXPECT_FALSE(FlowHashKey::FromHex("").ok());
 }
 

@@ -28,8 +28,8 @@ TEST(IpAddressTest, FamilyDistinguishesEqualBytes) {
 }
 
 TEST(IpAddressTest, RejectsMalformedText) {
-  for (const char* bad : {"", "10.0.0", "10.0.0.256", "1.2.3.4 ", "fd00:::1", "host.example",
-                          "10.0.0.1/24"}) {
+  for (const char* bad :
+       {"", "10.0.0", "10.0.0.256", "1.2.3.4 ", "fd00:::1", "host.example", "10.0.0.1/24"}) {
     auto ip = IpAddress::Parse(bad);
     EXPECT_FALSE(ip.ok()) << bad;
     EXPECT_EQ(ip.status().code(), absl::StatusCode::kInvalidArgument) << bad;
