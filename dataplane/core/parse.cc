@@ -1,1 +1,3 @@
-// placeholder: written by the parse work in progress
+// Parse: everything is inline in parse.h (it runs per packet); this file checks that the header
+// stands alone.
+#include "dataplane/core/parse.h"
