@@ -3,6 +3,7 @@
 
 #include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -38,8 +39,13 @@ struct FlowTuple {
   uint16_t dst_port = 0;
   uint8_t proto = 0;
   bool v6 = false;
+  // Explicit and always zero: the struct has no hidden padding, so a key compares and hashes
+  // as its bytes, and FlowHash reads ports and protocol with one 8-byte load.
+  uint8_t reserved[2] = {};
 
   friend bool operator==(const FlowTuple&, const FlowTuple&) = default;
 };
+static_assert(sizeof(FlowTuple) == 40 && offsetof(FlowTuple, src_port) == 32 &&
+              offsetof(FlowTuple, dst_port) == 34 && offsetof(FlowTuple, proto) == 36);
 
 }  // namespace fulcrum

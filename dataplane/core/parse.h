@@ -138,10 +138,10 @@ struct ParsedPacket {
   // For an ICMP error with kPacketIcmpError: the quoted packet's tuple with addresses and
   // ports swapped, i.e. the client -> VIP flow the error is about.
   FlowTuple tuple;
-  uint16_t l3_offset = 0;  // the IP header: 14, or 18 with an 802.1Q tag
   uint32_t l4_offset = 0;  // after the IPv4 options or the IPv6 extension headers
   uint32_t l3_length = 0;  // IPv4 total length, or 40 + IPv6 payload length: no padding
   uint32_t icmp_mtu = 0;   // next-hop MTU of frag-needed / packet-too-big
+  uint16_t l3_offset = 0;  // the IP header: 14, or 18 with an 802.1Q tag
   uint16_t flags = 0;      // kPacket* bits
   uint16_t vlan_tci = 0;   // PCP, DEI and VLAN id of the 802.1Q tag
   uint8_t tos = 0;         // IPv4 TOS or IPv6 traffic class: DSCP and ECN
