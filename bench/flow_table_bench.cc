@@ -443,9 +443,9 @@ void BM_PlainFourWayModelInsertFailure(benchmark::State& state) {
 
 constexpr const char* kRows[] = {
     "FlowTable/HitBurst/heap4K",
-    "FlowTable/HitBurstBucketThenKey/heap4K",
+    "FlowTable/HitBurstWholeGroup/heap4K",
     "FlowTable/HitBurst/thp",
-    "FlowTable/HitBurstBucketThenKey/thp",
+    "FlowTable/HitBurstWholeGroup/thp",
     "FlowTable/HitOneByOne/thp",
     "RteHash/LookupBulkData/heap4K",
     "RteHash/LookupWithHashBulkData/heap4K",
@@ -512,9 +512,9 @@ void Register() {
     for (Mem mem : {Mem::kThp, Mem::kEalHeap}) {
       const std::string m = mem == Mem::kThp ? "/thp" : "/heap4K";
       timed(RegisterBenchmark(("FlowTable/HitBurst" + m).c_str(),
-                              BM_FlowTableHitBurst<FlowPrefetch::kWholeGroup>, mem));
-      timed(RegisterBenchmark(("FlowTable/HitBurstBucketThenKey" + m).c_str(),
                               BM_FlowTableHitBurst<FlowPrefetch::kBucketThenKey>, mem));
+      timed(RegisterBenchmark(("FlowTable/HitBurstWholeGroup" + m).c_str(),
+                              BM_FlowTableHitBurst<FlowPrefetch::kWholeGroup>, mem));
       timed(RegisterBenchmark(("FlowTable/MissBurst" + m).c_str(), BM_FlowTableMissBurst, mem));
     }
     timed(RegisterBenchmark("FlowTable/HitOneByOne/thp", BM_FlowTableHitOneByOne, Mem::kThp));

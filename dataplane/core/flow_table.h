@@ -90,13 +90,14 @@ struct FlowInsertResult {
   FlowRef ref;  // the entry for kInserted and kPresent; a miss ref for kFull
 };
 
-// How LookupBurst prefetches. kWholeGroup is the default: fetching the two address lines
-// with the bucket line, instead of the matching one once the bucket has arrived, takes the
-// second dependent miss off a hit. It measured 8 % faster at 1 Mi flows and 14 % at 16 Mi,
-// for 50 % more lines fetched: latency, not bandwidth, bounds a lookup (docs/flow-table.md).
+// How LookupBurst prefetches. kBucketThenKey is the default: it keeps one line per key in
+// flight at a time (32 per burst, within the core's miss buffers), where kWholeGroup asks for
+// three (96 per burst) to take the second dependent miss off a hit. Which wins depends on how
+// many misses the core can have outstanding: on one host kWholeGroup measured 8-14 % faster,
+// on another 45-75 % slower (docs/flow-table.md). The default is the one that is never far off.
 enum class FlowPrefetch : uint8_t {
-  kWholeGroup,     // stage 1: all three lines of each key's group
   kBucketThenKey,  // stage 1: bucket lines; stage 2: the address line of the matching way
+  kWholeGroup,     // stage 1: all three lines of each key's group
 };
 
 namespace flow_table_internal {
@@ -235,11 +236,11 @@ class FlowTable {
   // keys[i] or a miss, and bit i of the result is set on a hit. Stage 1 prefetches each key's
   // group, stage 2 matches signatures as the bucket lines arrive (and prefetches the
   // neighbour group where the home overflowed), stage 3 compares whole keys and checks expiry.
-  // Cost per key, burst 32, random IPv4 flows, load 0.5, median of 6 runs on this machine
-  // (bench/flow_table_bench.cc): hit 17.5 ns at 1 Mi capacity, 22.5 ns at 16 Mi; miss 16 and
-  // 21 ns. rte_hash_lookup_bulk_data on the same keys and memory in the same runs: hit 36 and
-  // 64 ns (ratio 0.47 and 0.36).
-  template <FlowPrefetch kPrefetch = FlowPrefetch::kWholeGroup>
+  // Cost per key, burst 32, random IPv4 flows, load 0.5 (bench/flow_table_bench.cc, README
+  // "Benchmarks"): hit 19 ns at 1 Mi capacity, 26 ns at 16 Mi; miss 15 and 19 ns.
+  // rte_hash_lookup_bulk_data on the same keys in the same run: hit 38 and 56 ns (ratio 0.50
+  // and 0.46).
+  template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
   uint64_t LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes,
                        uint32_t now, std::span<FlowRef> refs) const noexcept;
 
