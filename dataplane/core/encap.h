@@ -6,9 +6,9 @@
 // length, DSCP/ECN, the IPv4 checksum, and the entropy fields (UDP source port, flow label).
 // docs/packet.md has the byte layouts and the reasons behind each field.
 //
-// Cost (bench/packet_bench.cc, bursts of 32, medians on the shared 2-core dev VM), per packet:
-// IPIP over IPv4 1.4 ns, over IPv6 1.2 ns, GUE over IPv4 1.9 ns, over IPv6 1.4 ns; 1.7-2.6x a
-// 64-byte memcpy (0.72 ns) in the same run. The IPv4 kinds pay for the header checksum.
+// Cost (bench/packet_bench.cc, bursts of 32, medians, README "Benchmarks"), per packet: IPIP
+// over IPv4 2.1 ns, over IPv6 1.7 ns, GUE over IPv4 2.4 ns, over IPv6 3.8 ns; 1.4-3.0x a
+// 64-byte memcpy (1.25 ns) in the same run. The IPv4 kinds pay for the header checksum.
 #pragma once
 
 #include <array>

@@ -250,8 +250,8 @@ class FlowTable {
   // After a miss: adds key -> backend with last_seen = now. Reads the home group again (in
   // cache after the lookup) rather than trusting the miss, to find a free way and to catch a
   // key that an earlier packet of the same burst inserted: two packets of a new flow never
-  // make two entries. Cost after a burst lookup: 19 ns at 1 Mi, 27 ns at 16 Mi (median, this
-  // machine); without the lookup before it, 60 and 105 ns (two misses in a row).
+  // make two entries. Cost after a burst lookup: 20 ns at 1 Mi, 27 ns at 16 Mi (median,
+  // README "Benchmarks"); without the lookup before it, 74 and 107 ns (two misses in a row).
   FlowInsertResult Insert(const FlowTuple& key, uint64_t hash, uint32_t backend,
                           uint32_t now) noexcept;
 
@@ -290,7 +290,7 @@ class FlowTable {
   // Frees the expired entries of the next `max_groups` groups (round robin) and clears
   // overflow flags that are no longer needed; returns the number of entries freed. Optional:
   // expired ways are reused by inserts anyway; sweeping keeps used() close to the live count
-  // and spares lookups the neighbour probe. Cost 5.5 ns per group at 1 Mi, 9 ns at 16 Mi.
+  // and spares lookups the neighbour probe. Cost 6.2 ns per group at 1 Mi, 6.7 ns at 16 Mi.
   uint64_t Sweep(uint32_t now, uint32_t max_groups) noexcept;
 
   uint64_t capacity() const noexcept { return (uint64_t{mask_} + 1) * kWays; }

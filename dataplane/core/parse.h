@@ -7,9 +7,9 @@
 // headers it reads) and nothing else: checksums, the TCP data offset and the UDP length are
 // the backend kernel's business, and it sees the same bytes. docs/packet.md is the contract.
 //
-// Cost (bench/packet_bench.cc, bursts of 32 distinct frames, medians on the shared 2-core dev VM):
-// IPv4 TCP 4.5 ns, IPv6 TCP 4.0 ns, 802.1Q IPv4 TCP 4.5 ns per frame, 5.6-6.3x a 64-byte memcpy
-// (0.72 ns) in the same run.
+// Cost (bench/packet_bench.cc, bursts of 32 distinct frames, medians, README "Benchmarks"):
+// IPv4 TCP 6.4 ns, IPv6 TCP 6.3 ns, 802.1Q IPv4 TCP 6.7 ns per frame, 5.1-5.3x a 64-byte
+// memcpy (1.25 ns) in the same run.
 #pragma once
 
 #include <array>
@@ -423,8 +423,7 @@ inline ParseResult ParseIpv6(const uint8_t* data, uint32_t len, uint32_t l3,
 // Parses the Ethernet frame data[0, len). Never reads data[len] or beyond; data may be null
 // when len is 0. `out` is overwritten whatever the result (see ParsedPacket for which fields
 // a result leaves meaningful).
-// Cost: 4.5 ns (IPv4 TCP), 4.0 ns (IPv6 TCP), 4.5 ns (802.1Q) per frame at burst 32
-// (bench/packet_bench.cc, dev VM); a 64-byte memcpy measures 0.72 ns in the same run.
+// Cost: see the file comment.
 inline ParseResult ParsePacket(const uint8_t* data, uint32_t len, ParsedPacket& out) noexcept {
   using namespace parse_internal;
   out = ParsedPacket{};
