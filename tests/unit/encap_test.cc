@@ -2,7 +2,6 @@
 #include "dataplane/core/encap.h"
 
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <random>
 #include <set>
@@ -14,44 +13,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/testing.h"
 
 namespace fulcrum {
 namespace {
 
+using ::fulcrum::testing::FromHex;
+using ::fulcrum::testing::PacketFixtures;
+using ::fulcrum::testing::ToHex;
 using nlohmann::json;
-using testing::HasSubstr;
-
-std::vector<uint8_t> FromHex(const std::string& hex) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
-
-std::string ToHex(const uint8_t* data, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[data[i] >> 4];
-    s += kDigits[data[i] & 0xf];
-  }
-  return s;
-}
-
-const json& Fixtures() {
-  static const json* fixtures = [] {
-    const char* path = std::getenv("FULCRUM_PACKET_FIXTURES");
-    if (path == nullptr) return new json();
-    std::ifstream in(path);
-    return new json(in ? json::parse(in) : json());
-  }();
-  return *fixtures;
-}
-
-#define REQUIRE_FIXTURES()                  \
-  ASSERT_TRUE(Fixtures().contains("encap")) \
-      << "run through meson test, which sets FULCRUM_PACKET_FIXTURES to the generated JSON"
+using ::testing::HasSubstr;
 
 MacAddress Mac(const std::string& text) {
   MacAddress mac{};
@@ -129,8 +100,8 @@ uint32_t WriteWithTemplateParameter(const EncapTemplate& t, uint8_t* inner, uint
 }
 
 TEST(EncapTest, OutputIsByteForByteWhatScapyBuildsForEveryFixture) {
-  REQUIRE_FIXTURES();
-  const json& cases = Fixtures()["encap"];
+  REQUIRE_PACKET_FIXTURES("encap");
+  const json& cases = PacketFixtures()["encap"];
   ASSERT_GE(cases.size(), 14u);
   for (const json& c : cases) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -152,10 +123,10 @@ TEST(EncapTest, OutputIsByteForByteWhatScapyBuildsForEveryFixture) {
 }
 
 TEST(EncapTest, FixturesCoverEveryKindInnerFamilyProtocolAndEcnCodepoint) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("encap");
   std::set<std::tuple<std::string, std::string, std::string, std::string>> combos;
   std::set<int> ecn;
-  for (const json& c : Fixtures()["encap"]) {
+  for (const json& c : PacketFixtures()["encap"]) {
     combos.emplace(c["type"], c["outer"], c["inner_family"], c["inner_proto"]);
     ecn.insert(c["inner_tos"].get<int>() & 3);
   }
@@ -177,8 +148,8 @@ TEST(EncapTest, FixturesCoverEveryKindInnerFamilyProtocolAndEcnCodepoint) {
 }
 
 TEST(EncapTest, StrippingTheHeaderGivesBackTheInnerPacketUntouched) {
-  REQUIRE_FIXTURES();
-  for (const json& c : Fixtures()["encap"]) {
+  REQUIRE_PACKET_FIXTURES("encap");
+  for (const json& c : PacketFixtures()["encap"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const std::vector<uint8_t> inner = FromHex(c["inner"]);
     const std::vector<uint8_t> expected = FromHex(c["expected"]);
@@ -198,8 +169,8 @@ TEST(EncapTest, StrippingTheHeaderGivesBackTheInnerPacketUntouched) {
 }
 
 TEST(EncapTest, EveryInvalidConfigurationIsRejectedWithTheSettingToFix) {
-  REQUIRE_FIXTURES();
-  const json& cases = Fixtures()["encap_rejects"];
+  REQUIRE_PACKET_FIXTURES("encap");
+  const json& cases = PacketFixtures()["encap_rejects"];
   ASSERT_GE(cases.size(), 8u);
   for (const json& c : cases) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -361,8 +332,8 @@ TEST(EncapTest, OverheadIsExactlyWhatTheOuterHeadersAddToTheIpPacket) {
 // The parser reads our output as what the network sees: a packet from the load balancer to the
 // backend, DF (IPv4) and TTL as configured, DSCP/ECN copied, the GUE ports as documented.
 TEST(EncapTest, EncapsulatedFrameParsesAsAPacketFromTheLoadBalancerToTheBackend) {
-  REQUIRE_FIXTURES();
-  for (const json& c : Fixtures()["encap"]) {
+  REQUIRE_PACKET_FIXTURES("encap");
+  for (const json& c : PacketFixtures()["encap"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const std::vector<uint8_t> frame = FromHex(c["expected"]);
     ParsedPacket p;

@@ -11,23 +11,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/testing.h"
 
 namespace fulcrum {
 namespace {
 
-FlowTuple Tuple(const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport,
-                uint8_t proto) {
-  FlowTuple t;
-  const IpAddress s = IpAddress::Parse(src).value();
-  const IpAddress d = IpAddress::Parse(dst).value();
-  t.src = s.bytes;
-  t.dst = d.bytes;
-  t.v6 = s.v6;
-  t.src_port = sport;
-  t.dst_port = dport;
-  t.proto = proto;
-  return t;
-}
+using ::fulcrum::testing::Tuple;
 
 constexpr FlowHashKey kKey{0x0123456789abcdefull, 0xfedcba9876543210ull};
 
@@ -59,9 +48,10 @@ TEST(FlowHashTest, KeyFromHexIsLittleEndianPerWord) {
 TEST(FlowHashTest, KeyFromHexRejectsWrongLengthAndNonHex) {
   auto short_key = FlowHashKey::FromHex("0123");
   EXPECT_EQ(short_key.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(short_key.status().message()), testing::HasSubstr("32 hex digits"));
+  EXPECT_THAT(std::string(short_key.status().message()), ::testing::HasSubstr("32 hex digits"));
   auto bad_digit = FlowHashKey::FromHex("0123456789abcdef0123456789abcdeg");
-  EXPECT_THAT(std::string(bad_digit.status().message()), testing::HasSubstr("'g' at position 31"));
+  EXPECT_THAT(std::string(bad_digit.status().message()),
+              ::testing::HasSubstr("'g' at position 31"));
   EXPECT_FALSE(FlowHashKey::FromHex("").ok());
 }
 

@@ -11,6 +11,7 @@
 #include "dataplane/core/flow_hash.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/testing.h"
 
 namespace fulcrum {
 namespace {
@@ -22,19 +23,7 @@ constexpr uint8_t kTcp = 6;
 constexpr uint8_t kUdp = 17;
 constexpr FlowTimeouts kTimeouts{.tcp_s = 100, .tcp_closing_s = 10, .udp_s = 30};
 
-FlowTuple Tuple(const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport,
-                uint8_t proto) {
-  FlowTuple t;
-  const IpAddress s = IpAddress::Parse(src).value();
-  const IpAddress d = IpAddress::Parse(dst).value();
-  t.src = s.bytes;
-  t.dst = d.bytes;
-  t.v6 = s.v6;
-  t.src_port = sport;
-  t.dst_port = dport;
-  t.proto = proto;
-  return t;
-}
+using ::fulcrum::testing::Tuple;
 
 FlowTuple ClientV4(uint16_t sport, uint8_t proto = kTcp) {
   return Tuple("198.51.100.7", "203.0.113.10", sport, 80, proto);
@@ -544,11 +533,11 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
   EXPECT_GT(full, 200);
   EXPECT_GT(overflowed, 200);
   EXPECT_GT(present, 200);
-  testing::Test::RecordProperty("hits", hits);
-  testing::Test::RecordProperty("full", full);
-  testing::Test::RecordProperty("overflowed", overflowed);
-  testing::Test::RecordProperty("present", present);
-  testing::Test::RecordProperty("inserted", inserted);
+  ::testing::Test::RecordProperty("hits", hits);
+  ::testing::Test::RecordProperty("full", full);
+  ::testing::Test::RecordProperty("overflowed", overflowed);
+  ::testing::Test::RecordProperty("present", present);
+  ::testing::Test::RecordProperty("inserted", inserted);
 }
 
 TEST(FlowTableTest, BurstAndSingleLookupsAgreeWithAMapModelOnARandomWorkload) {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -14,37 +13,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/testing.h"
 
 namespace fulcrum {
 namespace {
 
+using ::fulcrum::testing::FromHex;
+using ::fulcrum::testing::PacketFixtures;
 using nlohmann::json;
 
-std::vector<uint8_t> FromHex(const std::string& hex) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
-
-const json& Fixtures() {
-  static const json* fixtures = [] {
-    const char* path = std::getenv("FULCRUM_PACKET_FIXTURES");
-    if (path == nullptr) return new json();
-    std::ifstream in(path);
-    return new json(in ? json::parse(in) : json());
-  }();
-  return *fixtures;
-}
-
-// Every test that needs the fixtures starts with this.
-#define REQUIRE_FIXTURES()                  \
-  ASSERT_TRUE(Fixtures().contains("parse")) \
-      << "run through meson test, which sets FULCRUM_PACKET_FIXTURES to the generated JSON"
-
 const json& ParseCase(const std::string& name) {
-  for (const json& c : Fixtures()["parse"]) {
+  for (const json& c : PacketFixtures()["parse"]) {
     if (c["name"] == name) return c;
   }
   ADD_FAILURE() << "no parse fixture named " << name;
@@ -178,8 +157,8 @@ TEST(ParseResultTest, NamesAreUniqueSnakeCaseAndEveryResultHasHelp) {
 }
 
 TEST(ParsePacketTest, EveryScapyFixtureGivesItsExpectedResultAndFields) {
-  REQUIRE_FIXTURES();
-  const json& cases = Fixtures()["parse"];
+  REQUIRE_PACKET_FIXTURES("parse");
+  const json& cases = PacketFixtures()["parse"];
   ASSERT_GE(cases.size(), 60u);
   for (const json& c : cases) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -195,9 +174,9 @@ TEST(ParsePacketTest, EveryScapyFixtureGivesItsExpectedResultAndFields) {
 }
 
 TEST(ParsePacketTest, FixturesExerciseEveryResult) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   std::set<std::string> seen;
-  for (const json& c : Fixtures()["parse"]) seen.insert(c["result"].get<std::string>());
+  for (const json& c : PacketFixtures()["parse"]) seen.insert(c["result"].get<std::string>());
   for (size_t i = 0; i < kParseResultCount; ++i) {
     const std::string name(ParseResultName(static_cast<ParseResult>(i)));
     EXPECT_TRUE(seen.count(name)) << "no fixture produces " << name;
@@ -205,13 +184,13 @@ TEST(ParsePacketTest, FixturesExerciseEveryResult) {
 }
 
 TEST(ParsePacketTest, FixturesWereBuiltForThisExtensionHeaderBound) {
-  REQUIRE_FIXTURES();
-  EXPECT_EQ(Fixtures()["ipv6_max_ext_headers"].get<uint32_t>(), kMaxIpv6ExtHeaders)
+  REQUIRE_PACKET_FIXTURES("parse");
+  EXPECT_EQ(PacketFixtures()["ipv6_max_ext_headers"].get<uint32_t>(), kMaxIpv6ExtHeaders)
       << "tests/fixtures/make_packets.py IPV6_MAX_EXT_HEADERS must follow parse.h";
 }
 
 TEST(ParsePacketTest, IcmpErrorYieldsTheTupleOfTheClientFlowItIsAbout) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   // The client's SYN and the frag-needed a router sent about the backend's reply to it.
   for (const auto& [flow, error] : {std::pair{"ipv4_tcp_syn", "icmpv4_frag_needed_tcp"},
                                     {"ipv6_udp", "icmpv6_packet_too_big_udp"}}) {
@@ -238,7 +217,7 @@ TEST(ParsePacketTest, EmptyBufferIsTruncatedEthernetEvenWithNullData) {
 }
 
 TEST(ParsePacketTest, NothingFromAPreviousPacketSurvivesTheNextParse) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   const std::vector<uint8_t> icmp = FromHex(ParseCase("icmpv6_packet_too_big_tcp")["frame"]);
   const std::vector<uint8_t> arp = FromHex(ParseCase("arp")["frame"]);
   ParsedPacket reused;
@@ -250,8 +229,8 @@ TEST(ParsePacketTest, NothingFromAPreviousPacketSurvivesTheNextParse) {
 }
 
 TEST(ParsePacketTest, SpanAndPointerOverloadsAgree) {
-  REQUIRE_FIXTURES();
-  for (const json& c : Fixtures()["parse"]) {
+  REQUIRE_PACKET_FIXTURES("parse");
+  for (const json& c : PacketFixtures()["parse"]) {
     const std::vector<uint8_t> frame = FromHex(c["frame"]);
     ParsedPacket a;
     ParsedPacket b;
@@ -265,9 +244,9 @@ TEST(ParsePacketTest, SpanAndPointerOverloadsAgree) {
 // padding, or after the headers of a non-IP frame) or is rejected; an IP packet cut before its
 // own end is always rejected. Each length gets its own exact-size buffer (ASan checks reads).
 TEST(ParsePacketTest, TruncatedFrameIsRejectedOrParsesExactlyLikeTheWholeFrame) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   int cuts = 0;
-  for (const json& c : Fixtures()["parse"]) {
+  for (const json& c : PacketFixtures()["parse"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const std::vector<uint8_t> frame = FromHex(c["frame"]);
     ParsedPacket whole;
@@ -314,7 +293,7 @@ std::vector<uint8_t> Ipv6WithChain(const std::vector<uint8_t>& kinds) {
 TEST(ParsePacketTest, Ipv6ChainIsAcceptedUpToTheBoundAndRejectedBeyondIt) {
   for (uint8_t kind : {uint8_t{0}, uint8_t{43}, uint8_t{44}, uint8_t{60}}) {
     for (uint32_t n = 0; n <= kMaxIpv6ExtHeaders + 3; ++n) {
-      SCOPED_TRACE(testing::Message() << "kind " << int{kind} << " x " << n);
+      SCOPED_TRACE(::testing::Message() << "kind " << int{kind} << " x " << n);
       const std::vector<uint8_t> frame = Ipv6WithChain(std::vector<uint8_t>(n, kind));
       ParsedPacket p;
       const ParseResult r = ParseExact(frame.data(), frame.size(), p);
@@ -361,7 +340,7 @@ void ExpectConsistent(ParseResult r, const ParsedPacket& p, size_t len) {
 }
 
 TEST(ParsePacketTest, RandomMutationsNeverReadOutOfBoundsAndKeepResultsConsistent) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   std::mt19937 rng(20240611);  // fixed: a failure reproduces
   // Values that hit edges of the fields the parser reads: versions, IHLs, EtherType bytes,
   // walked next-header values, ICMP types.
@@ -370,7 +349,7 @@ TEST(ParsePacketTest, RandomMutationsNeverReadOutOfBoundsAndKeepResultsConsisten
                                             0x60, 0x81, 0x86, 0x88, 0xa8, 0xdd, 0xfe, 0xff};
   std::map<ParseResult, int> results;
   int runs = 0;
-  for (const json& c : Fixtures()["parse"]) {
+  for (const json& c : PacketFixtures()["parse"]) {
     const std::vector<uint8_t> original = FromHex(c["frame"]);
     if (original.empty()) continue;
     for (int i = 0; i < 100; ++i, ++runs) {
@@ -400,9 +379,9 @@ TEST(ParsePacketTest, RandomMutationsNeverReadOutOfBoundsAndKeepResultsConsisten
 }
 
 TEST(Ipv4HeaderChecksumTest, AcceptsScapyHeadersAndRejectsAnySingleFlippedBit) {
-  REQUIRE_FIXTURES();
+  REQUIRE_PACKET_FIXTURES("parse");
   int checked = 0;
-  for (const json& c : Fixtures()["parse"]) {
+  for (const json& c : PacketFixtures()["parse"]) {
     std::vector<uint8_t> frame = FromHex(c["frame"]);
     ParsedPacket p;
     if (ParsePacket(frame, p) != ParseResult::kOk || p.tuple.v6) continue;
