@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "dataplane/core/ip_address.h"
+#include "dataplane/core/reasons.h"
 
 namespace fulcrum {
 
@@ -61,52 +62,7 @@ namespace fulcrum {
   X(kIcmpInnerUnsupported, 18, "icmp_inner_unsupported",                                           \
     "ICMP error quotes a packet that is not TCP or UDP, or is a non-first fragment")
 
-enum class ParseResult : uint8_t {
-#define FULCRUM_PARSE_RESULT_ENUM(name, value, metric, help) name = value,
-  FULCRUM_PARSE_RESULTS(FULCRUM_PARSE_RESULT_ENUM)
-#undef FULCRUM_PARSE_RESULT_ENUM
-};
-
-#define FULCRUM_PARSE_RESULT_COUNT(name, value, metric, help) +1
-inline constexpr size_t kParseResultCount = 0 FULCRUM_PARSE_RESULTS(FULCRUM_PARSE_RESULT_COUNT);
-#undef FULCRUM_PARSE_RESULT_COUNT
-
-namespace parse_internal {
-
-#define FULCRUM_PARSE_RESULT_VALUE(name, value, metric, help) value,
-inline constexpr std::array<int, kParseResultCount> kValues = {
-    FULCRUM_PARSE_RESULTS(FULCRUM_PARSE_RESULT_VALUE)};
-#undef FULCRUM_PARSE_RESULT_VALUE
-#define FULCRUM_PARSE_RESULT_NAME(name, value, metric, help) metric,
-inline constexpr std::array<std::string_view, kParseResultCount> kNames = {
-    FULCRUM_PARSE_RESULTS(FULCRUM_PARSE_RESULT_NAME)};
-#undef FULCRUM_PARSE_RESULT_NAME
-#define FULCRUM_PARSE_RESULT_HELP(name, value, metric, help) help,
-inline constexpr std::array<std::string_view, kParseResultCount> kHelp = {
-    FULCRUM_PARSE_RESULTS(FULCRUM_PARSE_RESULT_HELP)};
-#undef FULCRUM_PARSE_RESULT_HELP
-
-// The name and help tables are indexed by value, so the values must be 0, 1, 2... in order.
-constexpr bool ValuesAreDense() {
-  for (size_t i = 0; i < kValues.size(); ++i) {
-    if (kValues[i] != static_cast<int>(i)) return false;
-  }
-  return true;
-}
-static_assert(ValuesAreDense(), "FULCRUM_PARSE_RESULTS values must be 0..N-1 in list order");
-
-}  // namespace parse_internal
-
-// The stable snake_case name of a result: a metric label, and the name the fixtures use.
-constexpr std::string_view ParseResultName(ParseResult r) {
-  const auto i = static_cast<size_t>(r);
-  return i < kParseResultCount ? parse_internal::kNames[i] : std::string_view("unknown");
-}
-// One line for the metric's HELP text and for `fulcrumctl stats`.
-constexpr std::string_view ParseResultHelp(ParseResult r) {
-  const auto i = static_cast<size_t>(r);
-  return i < kParseResultCount ? parse_internal::kHelp[i] : std::string_view("unknown");
-}
+FULCRUM_DECLARE_REASONS(ParseResult, FULCRUM_PARSE_RESULTS)
 
 // Bits of ParsedPacket::flags.
 inline constexpr uint16_t kPacketVlan = 1u << 0;            // one 802.1Q tag; vlan_tci is set

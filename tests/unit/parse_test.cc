@@ -136,7 +136,7 @@ TEST(ParseResultTest, ValuesAndNamesNeverChange) {
   ASSERT_EQ(pinned.size(), kParseResultCount) << "a new result needs a pinned entry here";
   for (size_t i = 0; i < pinned.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(pinned[i].first), i);
-    EXPECT_EQ(ParseResultName(pinned[i].first), pinned[i].second);
+    EXPECT_EQ(ReasonName(pinned[i].first), pinned[i].second);
   }
 }
 
@@ -144,16 +144,16 @@ TEST(ParseResultTest, NamesAreUniqueSnakeCaseAndEveryResultHasHelp) {
   std::set<std::string_view> seen;
   for (size_t i = 0; i < kParseResultCount; ++i) {
     const auto r = static_cast<ParseResult>(i);
-    const std::string_view name = ParseResultName(r);
+    const std::string_view name = ReasonName(r);
     EXPECT_TRUE(seen.insert(name).second) << "duplicate name " << name;
     EXPECT_FALSE(name.empty());
     EXPECT_TRUE(std::all_of(
         name.begin(), name.end(),
         [](char c) { return (c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9'); }))
         << name << " is not a valid snake_case metric label";
-    EXPECT_GT(ParseResultHelp(r).size(), 10u) << name;
+    EXPECT_GT(ReasonHelp(r).size(), 10u) << name;
   }
-  EXPECT_EQ(ParseResultName(static_cast<ParseResult>(kParseResultCount)), "unknown");
+  EXPECT_EQ(ReasonName(static_cast<ParseResult>(kParseResultCount)), "unknown");
 }
 
 TEST(ParsePacketTest, EveryScapyFixtureGivesItsExpectedResultAndFields) {
@@ -165,7 +165,7 @@ TEST(ParsePacketTest, EveryScapyFixtureGivesItsExpectedResultAndFields) {
     const std::vector<uint8_t> frame = FromHex(c["frame"]);
     ParsedPacket p;
     const ParseResult r = ParseExact(frame.data(), frame.size(), p);
-    EXPECT_EQ(ParseResultName(r), c["result"].get<std::string>());
+    EXPECT_EQ(ReasonName(r), c["result"].get<std::string>());
     if (c.contains("expect")) {
       const ParsedPacket want = Expected(c["expect"]);
       EXPECT_EQ(p, want) << "\n  got:  " << Describe(p) << "\n  want: " << Describe(want);
@@ -178,7 +178,7 @@ TEST(ParsePacketTest, FixturesExerciseEveryResult) {
   std::set<std::string> seen;
   for (const json& c : PacketFixtures()["parse"]) seen.insert(c["result"].get<std::string>());
   for (size_t i = 0; i < kParseResultCount; ++i) {
-    const std::string name(ParseResultName(static_cast<ParseResult>(i)));
+    const std::string name(ReasonName(static_cast<ParseResult>(i)));
     EXPECT_TRUE(seen.count(name)) << "no fixture produces " << name;
   }
 }
@@ -298,7 +298,7 @@ TEST(ParsePacketTest, Ipv6ChainIsAcceptedUpToTheBoundAndRejectedBeyondIt) {
       ParsedPacket p;
       const ParseResult r = ParseExact(frame.data(), frame.size(), p);
       if (n <= kMaxIpv6ExtHeaders) {
-        ASSERT_EQ(r, ParseResult::kOk) << ParseResultName(r);
+        ASSERT_EQ(r, ParseResult::kOk) << ReasonName(r);
         EXPECT_EQ(p.l4_offset, 14 + 40 + 8 * n);
         EXPECT_EQ(p.tuple.dst_port, 80);
         EXPECT_EQ(p.Has(kPacketIpv6ExtHeaders), n > 0);
@@ -367,7 +367,7 @@ TEST(ParsePacketTest, RandomMutationsNeverReadOutOfBoundsAndKeepResultsConsisten
       ++results[r];
       ExpectConsistent(r, p, len);
       if (HasFailure()) {
-        FAIL() << c["name"] << " mutation " << i << " gave " << ParseResultName(r) << ": "
+        FAIL() << c["name"] << " mutation " << i << " gave " << ReasonName(r) << ": "
                << Describe(p);
       }
     }
