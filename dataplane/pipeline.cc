@@ -1,0 +1,364 @@
+// Pipeline: the per-burst work of a worker lcore (see pipeline.h for the contract).
+#include "dataplane/pipeline.h"
+
+#include <rte_branch_prediction.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_prefetch.h>
+
+#include <cstring>
+
+#include "dataplane/core/flow_hash.h"
+#include "dataplane/core/parse.h"
+
+namespace fulcrum {
+namespace {
+
+using shm::Bump;
+using shm::DropReason;
+using shm::LcoreCounter;
+
+inline std::atomic<uint64_t>& Counter(shm::LcoreStats& st, LcoreCounter c) {
+  return st.counters[static_cast<size_t>(c)];
+}
+
+inline void Drop(shm::LcoreStats& st, rte_mbuf* m, DropReason r) {
+  Bump(st.drops[static_cast<size_t>(r)]);
+  rte_pktmbuf_free(m);
+}
+
+inline uint16_t Load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return rte_be_to_cpu_16(v);
+}
+inline void Store16(uint8_t* p, uint16_t v) {
+  v = rte_cpu_to_be_16(v);
+  std::memcpy(p, &v, 2);
+}
+inline void Store32(uint8_t* p, uint32_t v) {
+  v = rte_cpu_to_be_32(v);
+  std::memcpy(p, &v, 4);
+}
+
+// The destination address of an IP frame, read without parsing it: enough to send traffic that
+// is not for any VIP address to the kernel for one probe. nullptr when the frame is not IP or
+// too short to hold the address (the kernel judges those).
+inline const uint8_t* PeekDestination(const uint8_t* data, uint32_t len, bool& v6) {
+  if (len < 14) return nullptr;
+  uint32_t l3 = 14;
+  uint16_t type = Load16(data + 12);
+  if (type == RTE_ETHER_TYPE_VLAN) {
+    if (len < 18) return nullptr;
+    type = Load16(data + 16);
+    l3 = 18;
+  }
+  if (type == RTE_ETHER_TYPE_IPV4) {
+    v6 = false;
+    return len >= l3 + 20 ? data + l3 + 16 : nullptr;
+  }
+  if (type == RTE_ETHER_TYPE_IPV6) {
+    v6 = true;
+    return len >= l3 + 40 ? data + l3 + 24 : nullptr;
+  }
+  return nullptr;
+}
+
+// Moves the frame start so that `header_len` bytes of outer headers end where the inner IP
+// packet begins, and drops any Ethernet padding after the IP packet. False when the mbuf lacks
+// the headroom.
+inline bool Reframe(rte_mbuf* m, const ParsedPacket& p, uint32_t header_len) {
+  const uint32_t available = rte_pktmbuf_headroom(m) + p.l3_offset;
+  if (available < header_len) return false;
+  const auto new_off = static_cast<uint16_t>(m->data_off + p.l3_offset - header_len);
+  const uint32_t frame_len = header_len + p.l3_length;
+  if (m->nb_segs == 1) {
+    m->data_len = static_cast<uint16_t>(frame_len);
+    m->pkt_len = frame_len;
+  } else {
+    // Chained mbufs are never padded (padding is for frames under 60 bytes): prepend only.
+    const int32_t delta = static_cast<int32_t>(header_len) - static_cast<int32_t>(p.l3_offset);
+    m->data_len = static_cast<uint16_t>(m->data_len + delta);
+    m->pkt_len = static_cast<uint32_t>(static_cast<int64_t>(m->pkt_len) + delta);
+  }
+  m->data_off = new_off;
+  m->ol_flags = 0;
+  return true;
+}
+
+inline bool TakeIcmpToken(const ForwardingState& state, uint64_t now_tsc, LcoreContext& ctx) {
+  const uint64_t rate = state.icmp_rate_pps();
+  if (rate == 0) return false;
+  uint64_t elapsed = now_tsc - ctx.icmp_last_tsc;
+  ctx.icmp_last_tsc = now_tsc;
+  if (elapsed > ctx.tsc_hz) elapsed = ctx.tsc_hz;  // at most one second of tokens
+  const uint64_t cap = rate * 1000;
+  ctx.icmp_tokens_milli +=
+      static_cast<uint64_t>(static_cast<flow_hash_internal::Uint128>(elapsed) * cap / ctx.tsc_hz);
+  if (ctx.icmp_tokens_milli > cap) ctx.icmp_tokens_milli = cap;
+  if (ctx.icmp_tokens_milli < 1000) return false;
+  ctx.icmp_tokens_milli -= 1000;
+  return true;
+}
+
+// Turns a packet too big for the tunnel into the ICMP frag-needed (IPv4) or packet-too-big
+// (IPv6) that tells its sender the size that fits, in the same mbuf: the error quotes the start
+// of the packet, which is already where it needs to be. Sent from this host's outer source
+// address of that family (the VIP when there is none), to the client, via the gateway.
+bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state,
+                uint32_t fitting_mtu, const MacAddress& port_mac) {
+  if (m->nb_segs != 1) return false;  // the quote must be in one segment
+  const bool v6 = p.tuple.v6;
+  const uint32_t ip_len = v6 ? 40 : 20;
+  const uint32_t header_len = 14 + ip_len + 8;
+  // RFC 1812 4.3.2.3 / RFC 4443 2.4(c): as much of the packet as fits in the minimum MTU.
+  const uint32_t max_quote = (v6 ? 1280u : 576u) - ip_len - 8;
+  const uint32_t in_segment = m->data_len - p.l3_offset;
+  uint32_t quote = p.l3_length < max_quote ? p.l3_length : max_quote;
+  if (quote > in_segment) quote = in_segment;
+  uint8_t client[16];
+  uint8_t vip[16];
+  std::memcpy(client, p.tuple.src.data(), 16);
+  std::memcpy(vip, p.tuple.dst.data(), 16);
+  ParsedPacket q = p;
+  q.l3_length = quote;
+  if (!Reframe(m, q, header_len)) return false;
+  uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
+  std::memcpy(frame, state.gateway_mac().data(), 6);
+  std::memcpy(frame + 6, port_mac.data(), 6);
+  Store16(frame + 12, v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+  uint8_t* const ip = frame + 14;
+  uint8_t* const icmp = ip + ip_len;
+  const std::optional<IpAddress>& source = state.source(v6);
+  const uint8_t* src = source.has_value() ? source->bytes.data() : vip;
+  std::memset(ip, 0, ip_len + 8);
+  if (!v6) {
+    ip[0] = 0x45;
+    Store16(ip + 2, static_cast<uint16_t>(20 + 8 + quote));
+    ip[8] = 64;
+    ip[9] = IPPROTO_ICMP;
+    std::memcpy(ip + 12, src, 4);
+    std::memcpy(ip + 16, client, 4);
+    Store16(ip + 10, rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip)));
+    icmp[0] = 3;  // destination unreachable
+    icmp[1] = 4;  // fragmentation needed and DF set
+    Store16(icmp + 6, static_cast<uint16_t>(fitting_mtu));
+    Store16(icmp + 2, static_cast<uint16_t>(~rte_raw_cksum(icmp, 8 + quote)));
+  } else {
+    ip[0] = 0x60;
+    Store16(ip + 4, static_cast<uint16_t>(8 + quote));
+    ip[6] = IPPROTO_ICMPV6;
+    ip[7] = 64;
+    std::memcpy(ip + 8, src, 16);
+    std::memcpy(ip + 24, client, 16);
+    icmp[0] = 2;  // packet too big
+    Store32(icmp + 4, fitting_mtu < 1280 ? 1280 : fitting_mtu);
+    Store16(icmp + 2, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), icmp));
+  }
+  return true;
+}
+
+enum class Kind : uint8_t { kTracked, kIcmpError };
+
+}  // namespace
+
+void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t n,
+                  const MacAddress& port_mac, uint32_t now_s, uint64_t now_tsc, LcoreContext& ctx,
+                  BurstOutput& out) noexcept {
+  shm::LcoreStats& st = *ctx.stats;
+  for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  if (unlikely(state == nullptr)) {
+    for (uint16_t i = 0; i < n; ++i) {
+      bool v6;
+      if (PeekDestination(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, v6)) {
+        Bump(Counter(st, LcoreCounter::kNoSnapshotPackets));
+      }
+      out.kernel[out.n_kernel++] = pkts[i];
+    }
+    return;
+  }
+  const ForwardingState& fs = *state;
+  const VipMap& vips = fs.vip_map();
+
+  // Packets that go on to the flow table, compacted.
+  alignas(64) ParsedPacket parsed[kMaxBurst];
+  FlowTuple keys[kMaxBurst];
+  uint64_t hashes[kMaxBurst];
+  uint16_t pkt_of[kMaxBurst];
+  uint32_t vip_of[kMaxBurst];
+  Kind kind_of[kMaxBurst];
+  uint16_t k = 0;
+
+  // Forwards packet m (parsed as p) to backend index b: MTU check, encapsulation, counters.
+  auto forward = [&](rte_mbuf* m, const ParsedPacket& p, const VipEntry& vip, uint32_t b,
+                     uint64_t hash) {
+    const BackendEntry& be = fs.backend(b);
+    const bool inner_v6 = p.tuple.v6;
+    const EncapTemplate& t = be.encap[inner_v6];
+    shm::VipCounters& vc = st.vips[vip.id];
+    const uint32_t overhead = EncapIpOverhead(t.kind);
+    if (unlikely(p.l3_length + overhead > fs.mtu())) {
+      Bump(vc.drops);
+      Bump(st.drops[static_cast<size_t>(DropReason::kMtuExceeded)]);
+      if (p.Has(kPacketDontFragment) && !p.Has(kPacketIcmpError) &&
+          TakeIcmpToken(fs, now_tsc, ctx) && MakeTooBig(m, p, fs, fs.mtu() - overhead, port_mac)) {
+        Bump(Counter(st, LcoreCounter::kIcmpSent));
+        out.tx[out.n_tx++] = m;
+        return;
+      }
+      if (p.Has(kPacketDontFragment) && !p.Has(kPacketIcmpError)) {
+        Bump(Counter(st, LcoreCounter::kIcmpRateLimited));
+      }
+      rte_pktmbuf_free(m);
+      return;
+    }
+    if (unlikely(!Reframe(m, p, t.header_len))) {
+      Bump(vc.drops);
+      Drop(st, m, DropReason::kNoHeadroom);
+      return;
+    }
+    uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
+    WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash);
+    std::memcpy(frame + 6, port_mac.data(), 6);
+    Bump(vc.packets);
+    Bump(vc.bytes, p.l3_length);
+    shm::BackendCounters& bc = st.backends[be.id];
+    Bump(bc.packets);
+    Bump(bc.bytes, p.l3_length);
+    out.tx[out.n_tx++] = m;
+  };
+
+  // Stage 1: prefilter, parse, classify. Packets for the kernel or dropped are done here.
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* const m = pkts[i];
+    const uint8_t* const data = rte_pktmbuf_mtod(m, const uint8_t*);
+    bool v6 = false;
+    const uint8_t* dst = PeekDestination(data, m->data_len, v6);
+    if (dst == nullptr || !vips.IsVipAddress(dst, v6)) {
+      out.kernel[out.n_kernel++] = m;
+      continue;
+    }
+    ParsedPacket& p = parsed[i];
+    const ParseResult r = ParsePacket(data, m->data_len, p);
+    Bump(st.parse[static_cast<size_t>(r)]);
+    if (unlikely(r != ParseResult::kOk)) {
+      Drop(st, m, DropReason::kMalformed);
+      continue;
+    }
+    const uint8_t* const vip_addr = p.tuple.dst.data();
+    if (unlikely(p.Has(kPacketFragment))) {
+      const uint32_t v = vips.FindByAddress(vip_addr, p.tuple.v6, p.tuple.proto);
+      if (v == VipMap::kNotFound) {
+        out.kernel[out.n_kernel++] = m;
+        continue;
+      }
+      const VipEntry& vip = fs.vip(v);
+      if (vip.fragments == shm::FragmentPolicy::kDrop || vip.table_size == 0) {
+        Bump(st.vips[vip.id].drops);
+        Drop(st, m, vip.table_size == 0 ? DropReason::kVipNoBackend : DropReason::kFragment);
+        continue;
+      }
+      // Every fragment of a datagram hashes the same way: addresses and protocol only.
+      FlowTuple t = p.tuple;
+      t.src_port = t.dst_port = 0;
+      const uint64_t hash = FlowHash(t, fs.hash_key());
+      Bump(Counter(st, LcoreCounter::kFragmentsHashed));
+      forward(m, p, vip, fs.Pick(vip, hash), hash);
+      continue;
+    }
+    const uint32_t v = vips.Find(vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port);
+    if (v == VipMap::kNotFound) {
+      // A VIP address, but no service on this protocol and port (ping, another port): the
+      // kernel's business, as for any address.
+      out.kernel[out.n_kernel++] = m;
+      continue;
+    }
+    keys[k] = p.tuple;
+    hashes[k] = FlowHash(p.tuple, fs.hash_key());
+    pkt_of[k] = i;
+    vip_of[k] = v;
+    kind_of[k] = p.Has(kPacketIcmpError) ? Kind::kIcmpError : Kind::kTracked;
+    ++k;
+  }
+  if (k == 0) return;
+
+  // Stage 2: one batched flow-table lookup for the burst.
+  FlowTable& flows = *ctx.flows;
+  FlowRef refs[kMaxBurst];
+  const uint64_t hits = flows.LookupBurst({keys, k}, {hashes, k}, now_s, {refs, k});
+
+  // Stage 3: select a backend, then forward.
+  for (uint16_t j = 0; j < k; ++j) {
+    const uint16_t i = pkt_of[j];
+    rte_mbuf* const m = pkts[i];
+    const ParsedPacket& p = parsed[i];
+    const VipEntry& vip = fs.vip(vip_of[j]);
+    const bool tracked = kind_of[j] == Kind::kTracked;
+    const bool tcp = p.tuple.proto == IPPROTO_TCP;
+    const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+    const bool hit = (hits >> j & 1) != 0;
+    uint32_t b;
+    if (hit && !syn) {
+      const BackendSlot& slot = fs.backend_by_id(flows.Backend(refs[j]));
+      if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
+        b = slot.index;
+        Bump(Counter(st, LcoreCounter::kFlowHits));
+      } else if (vip.table_size != 0) {
+        // Its backend was removed or is down: the flow starts over on the table's choice.
+        b = fs.Pick(vip, hashes[j]);
+        flows.SetBackend(refs[j], fs.backend(b).id);
+        Bump(Counter(st, LcoreCounter::kRepicked));
+      } else {
+        Bump(st.vips[vip.id].drops);
+        Drop(st, m, DropReason::kVipNoBackend);
+        continue;
+      }
+      if (tracked) {
+        flows.Refresh(refs[j], now_s);
+        if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flows.MarkClosing(refs[j]);
+      } else {
+        Bump(Counter(st, LcoreCounter::kIcmpToBackend));  // the error follows its flow
+      }
+      forward(m, p, vip, b, hashes[j]);
+      continue;
+    }
+    if (unlikely(vip.table_size == 0)) {
+      Bump(st.vips[vip.id].drops);
+      Drop(st, m, DropReason::kVipNoBackend);
+      continue;
+    }
+    b = fs.Pick(vip, hashes[j]);
+    if (!tracked) {
+      // An ICMP error about a flow this lcore does not track: the flow's new-flow choice is
+      // where its packets went (or go, from another lcore or host). Never inserted.
+      Bump(Counter(st, LcoreCounter::kIcmpToBackend));
+      forward(m, p, vip, b, hashes[j]);
+      continue;
+    }
+    const uint16_t id = fs.backend(b).id;
+    bool new_flow = true;
+    if (hit) {
+      flows.SetBackend(refs[j], id);  // a SYN on a tracked tuple: a new connection
+      flows.Refresh(refs[j], now_s);
+    } else {
+      const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], id, now_s);
+      if (ins.status == FlowInsert::kPresent) {
+        // An earlier packet of this burst inserted the flow: follow it.
+        const BackendSlot& slot = fs.backend_by_id(flows.Backend(ins.ref));
+        b = slot.index;
+        new_flow = false;
+        Bump(Counter(st, LcoreCounter::kFlowHits));
+      } else if (ins.status == FlowInsert::kFull) {
+        Bump(Counter(st, LcoreCounter::kFlowTableFull));
+      }
+    }
+    if (new_flow) {
+      Bump(Counter(st, LcoreCounter::kNewFlows));
+      Bump(st.vips[vip.id].new_flows);
+      Bump(st.backends[fs.backend(b).id].new_flows);
+    }
+    forward(m, p, vip, b, hashes[j]);
+  }
+}
+
+}  // namespace fulcrum
