@@ -139,11 +139,14 @@ bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state
     ip[9] = IPPROTO_ICMP;
     std::memcpy(ip + 12, src, 4);
     std::memcpy(ip + 16, client, 4);
-    Store16(ip + 10, rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip)));
+    // DPDK's checksum helpers return the value in wire order already: stored as is.
+    const uint16_t ip_sum = rte_ipv4_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip));
+    std::memcpy(ip + 10, &ip_sum, 2);
     icmp[0] = 3;  // destination unreachable
     icmp[1] = 4;  // fragmentation needed and DF set
     Store16(icmp + 6, static_cast<uint16_t>(fitting_mtu));
-    Store16(icmp + 2, static_cast<uint16_t>(~rte_raw_cksum(icmp, 8 + quote)));
+    const auto icmp_sum = static_cast<uint16_t>(~rte_raw_cksum(icmp, 8 + quote));
+    std::memcpy(icmp + 2, &icmp_sum, 2);
   } else {
     ip[0] = 0x60;
     Store16(ip + 4, static_cast<uint16_t>(8 + quote));
@@ -153,7 +156,9 @@ bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state
     std::memcpy(ip + 24, client, 16);
     icmp[0] = 2;  // packet too big
     Store32(icmp + 4, fitting_mtu < 1280 ? 1280 : fitting_mtu);
-    Store16(icmp + 2, rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), icmp));
+    const uint16_t icmp_sum =
+        rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), icmp);
+    std::memcpy(icmp + 2, &icmp_sum, 2);
   }
   return true;
 }
