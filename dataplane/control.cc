@@ -175,6 +175,7 @@ void Control::Run(const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed) && Step()) {
     std::this_thread::sleep_for(kStepInterval);
   }
+  CopyPortStats();  // the last word, for whoever reads the segment after the process
 }
 
 }  // namespace fulcrum

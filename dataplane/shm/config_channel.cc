@@ -23,7 +23,10 @@ namespace {
 
 constexpr int kCopyAttempts = 16;
 
-void CopyOut(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
+// memcpy that allows an empty range with null pointers (an empty table's data()).
+void CopyBytes(void* dst, const void* src, size_t n) {
+  if (n != 0) std::memcpy(dst, src, n);
+}
 
 }  // namespace
 
@@ -62,12 +65,12 @@ absl::Status ConfigWriter::Publish(const Snapshot& s) {
   const uint64_t seq = slot.seq.load(std::memory_order_relaxed);
   slot.seq.store(seq | 1, std::memory_order_relaxed);  // odd: being written
   std::atomic_thread_fence(std::memory_order_release);
-  std::memcpy(&slot.header, &h, sizeof(h));
-  std::memcpy(slot.vips, s.vips.data(), s.vips.size() * sizeof(VipRecord));
-  std::memcpy(slot.backends, s.backends.data(), s.backends.size() * sizeof(BackendRecord));
+  CopyBytes(&slot.header, &h, sizeof(h));
+  CopyBytes(slot.vips, s.vips.data(), s.vips.size() * sizeof(VipRecord));
+  CopyBytes(slot.backends, s.backends.data(), s.backends.size() * sizeof(BackendRecord));
   for (size_t i = 0; i < s.vips.size(); ++i) {
     const Table& t = *s.tables[i];
-    std::memcpy(slot.table + s.vips[i].table_begin, t.data(), t.size() * sizeof(TableEntry));
+    CopyBytes(slot.table + s.vips[i].table_begin, t.data(), t.size() * sizeof(TableEntry));
   }
   slot.seq.store((seq | 1) + 1, std::memory_order_release);
   ch.published.store(PackPublished(h.generation, target), std::memory_order_release);
@@ -177,7 +180,7 @@ std::optional<ConfigReader::Result> ConfigReader::TryCopy(uint64_t word, const S
   };
 
   Snapshot& s = r.snapshot;
-  CopyOut(&s.header, &slot.header, sizeof(SnapshotHeader));
+  CopyBytes(&s.header, &slot.header, sizeof(SnapshotHeader));
   const SnapshotHeader& h = s.header;
   if (h.generation != generation) {
     return reject(SnapshotReject::kGenerationMismatch,
@@ -194,8 +197,8 @@ std::optional<ConfigReader::Result> ConfigReader::TryCopy(uint64_t word, const S
   }
   s.vips.resize(h.vip_count);
   s.backends.resize(h.backend_count);
-  CopyOut(s.vips.data(), slot.vips, h.vip_count * sizeof(VipRecord));
-  CopyOut(s.backends.data(), slot.backends, h.backend_count * sizeof(BackendRecord));
+  CopyBytes(s.vips.data(), slot.vips, h.vip_count * sizeof(VipRecord));
+  CopyBytes(s.backends.data(), slot.backends, h.backend_count * sizeof(BackendRecord));
   if (SnapshotChecksum(h, s.vips, s.backends) != h.checksum) {
     return reject(SnapshotReject::kChecksum,
                   absl::StrFormat("generation %d: checksum %#x does not match its records",
@@ -226,14 +229,15 @@ std::optional<ConfigReader::Result> ConfigReader::TryCopy(uint64_t word, const S
       const VipRecord& old = current->vips[it->second];
       const std::span<const BackendRecord> old_backends = current->BackendsOf(old);
       if (old.table_size == v.table_size && old_backends.size() == backends.size() &&
-          std::memcmp(old_backends.data(), backends.data(), backends.size_bytes()) == 0) {
+          (backends.empty() ||
+           std::memcmp(old_backends.data(), backends.data(), backends.size_bytes()) == 0)) {
         s.tables[i] = current->tables[it->second];
         r.reused[i] = true;
         continue;
       }
     }
     auto table = std::make_shared<Table>(v.table_size);
-    CopyOut(table->data(), slot.table + v.table_begin, v.table_size * sizeof(TableEntry));
+    CopyBytes(table->data(), slot.table + v.table_begin, v.table_size * sizeof(TableEntry));
     if (TableDigest(backends, *table) != v.table_digest) {
       return reject(SnapshotReject::kChecksum,
                     absl::StrFormat("vips[%d]: table digest %#x does not match its table", i,

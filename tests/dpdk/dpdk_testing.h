@@ -69,7 +69,7 @@ inline rte_mbuf* MbufFromBytes(const std::vector<uint8_t>& bytes) {
     rte_pktmbuf_free(m);
     return nullptr;
   }
-  std::memcpy(p, bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(p, bytes.data(), bytes.size());
   return m;
 }
 

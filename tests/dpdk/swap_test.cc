@@ -48,8 +48,8 @@ std::vector<uint8_t> Frame(uint16_t flow, bool syn) {
 }
 
 nlohmann::json Snapshot(uint64_t g) {
-  nlohmann::json vip = {{"name", "web"}, {"address", "10.10.0.100"}, {"id", 0},
-                        {"table_size", 4099}};
+  nlohmann::json vip = {
+      {"name", "web"}, {"address", "10.10.0.100"}, {"id", 0}, {"table_size", 4099}};
   // Four backends, always there; their weights change with every generation, so every swap
   // changes the table, and no tracked flow may move.
   for (int b = 1; b <= 4; ++b) {
