@@ -54,6 +54,23 @@ struct BackendSlot {
   bool keeps_flows = false;
 };
 
+// The per-packet fields of a ForwardingState as plain values: the pipeline copies it into
+// locals once per burst. Through the state object itself, every byte the pipeline writes into a
+// packet (uint8_t stores may alias anything) makes the compiler reload the vectors' pointers.
+struct ForwardingView {
+  const VipEntry* vips;
+  const BackendEntry* backends;
+  const BackendSlot* by_id;
+  FlowHashKey hash_key;
+  uint32_t mtu;
+
+  // The new-flow choice: the VIP's table at the hash's slot, as an index into backends; the
+  // table must not be empty. `lookup` in the control plane computes exactly this.
+  uint32_t Pick(const VipEntry& vip, uint64_t hash) const noexcept {
+    return vip.backend_begin + vip.table[HashToSlot(hash, vip.table_size)];
+  }
+};
+
 class ForwardingState {
  public:
   // InvalidArgument (with the VIP and backend) when a backend's encapsulation cannot be built
@@ -76,10 +93,11 @@ class ForwardingState {
   const BackendEntry& backend(uint32_t i) const { return backends_[i]; }
   const BackendSlot& backend_by_id(uint32_t id) const { return by_id_[id]; }
 
-  // The new-flow choice: the VIP's table at the hash's slot, as an index into backends; the
-  // table must not be empty. `lookup` in the control plane computes exactly this.
+  ForwardingView view() const noexcept {
+    return {vips_.data(), backends_.data(), by_id_.data(), hash_key_, mtu_};
+  }
   uint32_t Pick(const VipEntry& vip, uint64_t hash) const noexcept {
-    return vip.backend_begin + vip.table[HashToSlot(hash, vip.table_size)];
+    return view().Pick(vip, hash);
   }
 
  private:

