@@ -71,18 +71,15 @@ absl::StatusOr<std::unique_ptr<ForwardingState>> ForwardingState::Build(shm::Sna
       be.id = br.id;
       be.state = br.state;
       const IpAddress address = ToIp(br.address, br.family == shm::Family::kIpv6);
-      for (int inner_v6 = 0; inner_v6 < 2; ++inner_v6) {
-        absl::StatusOr<EncapTemplate> t = BuildEncapTemplate(encap, address, inner_v6 != 0);
-        if (t.ok()) {
-          be.encap[inner_v6] = *t;
-          be.encap_ok[inner_v6] = true;
-        } else if ((inner_v6 != 0) == e.v6) {
-          // The VIP's own family must work; the other one is never used for this VIP.
-          return absl::InvalidArgumentError(absl::StrFormat("vips[%d] backend %s (id %d): %s", v,
-                                                            address.ToString(), br.id,
-                                                            t.status().message()));
-        }
+      // Only the VIP's own family is ever carried to this backend (ICMP errors about its flows
+      // are of that family too), so only that template is built.
+      absl::StatusOr<EncapTemplate> t = BuildEncapTemplate(encap, address, e.v6);
+      if (!t.ok()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "vips[%d] backend %s (id %d): %s", v, address.ToString(), br.id, t.status().message()));
       }
+      be.encap[e.v6] = *t;
+      be.encap_ok[e.v6] = true;
       BackendSlot& slot = st->by_id_[br.id];
       slot.index = b;
       slot.vip = static_cast<uint16_t>(v);

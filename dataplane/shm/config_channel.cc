@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -62,16 +63,32 @@ absl::Status ConfigWriter::Publish(const Snapshot& s) {
   }
   const uint32_t target = published == 0 ? 0 : 1 - PublishedSlot(published);
   SnapshotSlot& slot = SlotOf(segment_, target);
+  if (const uint64_t rejected = ch.rejected_generation.load(std::memory_order_acquire);
+      rejected != checked_rejection_) {
+    checked_rejection_ = rejected;
+    const auto reason = static_cast<SnapshotReject>(ch.reject_reason.load());
+    if (reason == SnapshotReject::kChecksum || reason == SnapshotReject::kTorn) {
+      for (auto& p : placed_) p.clear();
+    }
+  }
+  std::unordered_map<uint32_t, Placed>& placed = placed_[target];
   const uint64_t seq = slot.seq.load(std::memory_order_relaxed);
   slot.seq.store(seq | 1, std::memory_order_relaxed);  // odd: being written
   std::atomic_thread_fence(std::memory_order_release);
   CopyBytes(&slot.header, &h, sizeof(h));
   CopyBytes(slot.vips, s.vips.data(), s.vips.size() * sizeof(VipRecord));
   CopyBytes(slot.backends, s.backends.data(), s.backends.size() * sizeof(BackendRecord));
+  std::unordered_map<uint32_t, Placed> now_placed;
   for (size_t i = 0; i < s.vips.size(); ++i) {
     const Table& t = *s.tables[i];
-    CopyBytes(slot.table + s.vips[i].table_begin, t.data(), t.size() * sizeof(TableEntry));
+    const VipRecord& v = s.vips[i];
+    const auto it = placed.find(v.table_begin);
+    if (it == placed.end() || it->second.size != t.size() || it->second.digest != v.table_digest) {
+      CopyBytes(slot.table + v.table_begin, t.data(), t.size() * sizeof(TableEntry));
+    }
+    now_placed[v.table_begin] = {static_cast<uint32_t>(t.size()), v.table_digest};
   }
+  placed = std::move(now_placed);
   slot.seq.store((seq | 1) + 1, std::memory_order_release);
   ch.published.store(PackPublished(h.generation, target), std::memory_order_release);
   return absl::OkStatus();
@@ -130,6 +147,14 @@ absl::Status ConfigWriter::WaitForAck(uint64_t generation, absl::Duration timeou
 // --- ConfigReader ------------------------------------------------------------------------
 
 ConfigReader::Result ConfigReader::Poll(const Snapshot* current) {
+  Result r = PollOnce(current);
+  // Whatever the caller makes of it, this generation is handled: never copied twice, even
+  // while its forwarding state is still waiting for the grace period before the ack.
+  if (r.kind != Result::kNothing) handled_ = std::max(handled_, r.generation);
+  return r;
+}
+
+ConfigReader::Result ConfigReader::PollOnce(const Snapshot* current) {
   const ConfigHeader& ch = ConfigHeaderOf(segment_);
   for (int attempt = 0; attempt < kCopyAttempts; ++attempt) {
     const uint64_t word = ch.published.load(std::memory_order_acquire);
@@ -253,12 +278,12 @@ std::optional<ConfigReader::Result> ConfigReader::TryCopy(uint64_t word, const S
 }
 
 void ConfigReader::Ack(uint64_t generation) {
-  handled_ = generation;
+  handled_ = std::max(handled_, generation);
   ConfigHeaderOf(segment_).acked_generation.store(generation, std::memory_order_release);
 }
 
 void ConfigReader::Reject(uint64_t generation, const Verdict& verdict) {
-  handled_ = generation;
+  handled_ = std::max(handled_, generation);
   ConfigHeader& ch = ConfigHeaderOf(segment_);
   char detail[kDetailLen] = {};
   std::strncpy(detail, verdict.detail.c_str(), kDetailLen - 1);

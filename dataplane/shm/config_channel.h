@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -51,6 +52,17 @@ class ConfigWriter {
   const MappedSegment& segment() const { return segment_; }
 
  private:
+  // What this writer last put in each slot's table area: begin -> (size, digest). A table that
+  // is already in place, byte for byte, is not written again (a 256-VIP snapshot is 32 MiB of
+  // tables, of which a change usually touches one). Forgotten when the reader reports a
+  // checksum or torn-copy rejection: the slot may then not hold what this writer believes.
+  struct Placed {
+    uint32_t size;
+    uint64_t digest;
+  };
+  std::unordered_map<uint32_t, Placed> placed_[kSlotCount];
+  uint64_t checked_rejection_ = 0;
+
   MappedSegment segment_;
 };
 
@@ -72,13 +84,13 @@ class ConfigReader {
     Verdict verdict;           // kRejected
   };
 
-  // Looks at the published word; when it names a generation not yet acked or rejected, copies
-  // and validates it. `current` is the snapshot in use (or null): tables of VIPs whose digest
-  // and backend records are unchanged are shared from it rather than copied.
+  // Looks at the published word; when it names a generation not yet returned, copies and
+  // validates it (and never returns that generation again). `current` is the snapshot in use (or
+  // null): tables of VIPs whose digest and backend records are unchanged are shared from it rather
+  // than copied.
   Result Poll(const Snapshot* current);
   // Report the outcome of a generation Poll() returned (a kSnapshot may still be rejected by
-  // the caller, e.g. when its forwarding state cannot be built). Both end Poll's interest in
-  // that generation.
+  // the caller, e.g. when its forwarding state cannot be built).
   void Ack(uint64_t generation);
   void Reject(uint64_t generation, const Verdict& verdict);
   void Heartbeat();
@@ -91,9 +103,10 @@ class ConfigReader {
   // One attempt at copying the snapshot the published `word` names: nullopt when the slot or
   // the published word changed under it.
   std::optional<Result> TryCopy(uint64_t word, const Snapshot* current);
+  Result PollOnce(const Snapshot* current);
 
   MappedSegment segment_;
-  uint64_t handled_ = 0;  // the last generation acked or rejected
+  uint64_t handled_ = 0;  // the last generation Poll returned, acked or rejected
 };
 
 }  // namespace fulcrum::shm

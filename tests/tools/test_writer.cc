@@ -68,6 +68,7 @@ int SwapBench(shm::ConfigWriter& writer, int swaps, int vips, uint32_t table_siz
     return 2;
   }
   std::vector<double> us;
+  std::vector<double> fill_us;
   for (int i = 0; i < swaps; ++i) {
     const int v = i % vips;
     shm::VipSpec one = d->vips[v];
@@ -84,23 +85,25 @@ int SwapBench(shm::ConfigWriter& writer, int swaps, int vips, uint32_t table_siz
     s.Seal();
     const auto start = std::chrono::steady_clock::now();
     if (!writer.Publish(s).ok()) return 2;
+    const auto published = std::chrono::steady_clock::now();
     const absl::Status ack = writer.WaitForAck(s.header.generation, absl::Seconds(5));
     const auto end = std::chrono::steady_clock::now();
     if (!ack.ok()) {
       std::fprintf(stderr, "swap %d: %s\n", i, std::string(ack.message()).c_str());
       return 4;
     }
-    us.push_back(std::chrono::duration<double, std::micro>(end - start).count());
+    fill_us.push_back(std::chrono::duration<double, std::micro>(published - start).count());
+    us.push_back(std::chrono::duration<double, std::micro>(end - published).count());
     *base = s;
   }
-  std::sort(us.begin(), us.end());
-  auto pct = [&](double p) {
-    return us[static_cast<size_t>(p * static_cast<double>(us.size() - 1))];
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
   };
   std::printf(
-      "swap latency, %d swaps of a %d-VIP snapshot (table %u): p50 %.0f us, p99 %.0f us, "
-      "max %.0f us\n",
-      swaps, vips, table_size, pct(0.5), pct(0.99), us.back());
+      "swap latency, %d swaps of a %d-VIP snapshot (table %u), publish to ack: p50 %.0f "
+      "us, p99 %.0f us, max %.0f us; filling the slot before publishing: p50 %.0f us\n",
+      swaps, vips, table_size, pct(us, 0.5), pct(us, 0.99), pct(us, 1.0), pct(fill_us, 0.5));
   return 0;
 }
 
