@@ -181,6 +181,31 @@ class FulcrumdTest(unittest.TestCase):
         self.assertIn("fulcrumd: stopped", err)
         self.assertGreater(self.i.stats()["counters"]["rx_packets"], 0, "net_null delivered")
 
+    def test_dpdk_telemetry_shows_the_counters(self):
+        import socket
+        writer = self.i.writer()
+        proc = subprocess.Popen([FULCRUMD] + self.i.eal("0,1", "net_null0") +
+                                ["--", "--shm-prefix", self.i.name, "--no-tap"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        _, err = writer.communicate(timeout=30)
+        self.assertEqual(writer.returncode, 0, err)
+        path = "/var/run/dpdk/%s/dpdk_telemetry.v2" % self.i.name
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(path)
+        json.loads(sock.recv(16384))  # the greeting
+        sock.send(b"/fulcrum/stats")
+        stats = json.loads(sock.recv(65536))["/fulcrum/stats"]
+        sock.send(b"/fulcrum/vip,0")
+        vip = json.loads(sock.recv(65536))["/fulcrum/vip"]
+        sock.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+        self.assertEqual(stats["generation_in_use"], 1)
+        self.assertGreater(stats["rx_packets"], 0)
+        self.assertIn("drop_malformed", stats)
+        self.assertIn("new_flows", vip)
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to create a TAP interface")
     def test_the_kernel_answers_arp_and_ping_through_the_tap(self):
         tap = "ftap%d" % (os.getpid() % 100000)
