@@ -35,6 +35,7 @@ namespace {
 constexpr int kBurst = 32;
 constexpr uint32_t kManyFlows = 1u << 20;
 rte_mempool* g_pool = nullptr;
+uint64_t g_bursts = 0;  // ProcessBurst calls, for instruction counts under callgrind
 bool g_hugepages = false;
 
 const uint8_t kVip[4] = {10, 10, 0, 100};
@@ -199,6 +200,7 @@ void Run(benchmark::State& state, const uint8_t* dst, const std::vector<uint32_t
     b.Restore(dst, &order[pos], tcp_flags);
     out.n_tx = out.n_kernel = 0;
     ProcessBurst(&fs, b.m, kBurst, mac, lcore.now, 0, lcore.ctx, out);
+    ++g_bursts;
     benchmark::DoNotOptimize(out.n_tx + out.n_kernel);
     pos += kBurst;
     if (pos + kBurst > order.size()) {
@@ -233,6 +235,7 @@ void BM_Established_1M_RandomOrder(benchmark::State& state) {
       b.Restore(kVip, &o[i], 0x02);
       out.n_tx = out.n_kernel = 0;
       ProcessBurst(fs.get(), b.m, kBurst, {2, 0, 0, 0, 0, 0xaa}, 10, 0, lcore.ctx, out);
+      ++g_bursts;
     }
     std::shuffle(o.begin(), o.end(), std::mt19937(2));
     return o;
@@ -271,6 +274,7 @@ void BM_NotForAVip(benchmark::State& state) {
 BENCHMARK(BM_NotForAVip);
 
 bool HugepagesFree() {
+  if (std::getenv("FULCRUM_NO_HUGE") != nullptr) return false;  // e.g. under valgrind
   std::ifstream in("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
   int free = 0;
   in >> free;
@@ -303,6 +307,11 @@ int main(int argc, char** argv) {
   std::printf("mbufs in %s\n", fulcrum::g_hugepages ? "hugepages" : "--no-huge memory");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  // valgrind --tool=callgrind --toggle-collect='fulcrum::ProcessBurst*' divides by this.
+  if (std::getenv("FULCRUM_PRINT_BURSTS") != nullptr) {
+    std::printf("bursts %lu packets %lu\n", static_cast<unsigned long>(fulcrum::g_bursts),
+                static_cast<unsigned long>(fulcrum::g_bursts * fulcrum::kBurst));
+  }
   rte_eal_cleanup();
   std::error_code ec;
   std::filesystem::remove_all("/var/run/dpdk/" + prefix, ec);

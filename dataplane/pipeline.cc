@@ -334,7 +334,8 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     const uint8_t* const data = rte_pktmbuf_mtod(m, const uint8_t*);
     bool v6 = false;
     const uint8_t* dst = PeekDestination(data, m->data_len, v6);
-    if (dst == nullptr || !vips.IsVipAddress(dst, v6)) {
+    const VipMap::Address* address = dst == nullptr ? nullptr : vips.FindAddress(dst, v6);
+    if (address == nullptr) {
       out.kernel[out.n_kernel++] = m;
       continue;
     }
@@ -347,7 +348,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     }
     const uint8_t* const vip_addr = p.tuple.dst.data();
     if (unlikely(p.Has(kPacketFragment))) {
-      const uint32_t vi = vips.FindByAddress(vip_addr, p.tuple.v6, p.tuple.proto);
+      const uint32_t vi = VipMap::FirstOfProtocol(*address, p.tuple.proto);
       if (vi == VipMap::kNotFound) {
         out.kernel[out.n_kernel++] = m;
         continue;
@@ -366,7 +367,12 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       forward(m, p, vip, v.Pick(vip, hash), hash);
       continue;
     }
-    const uint32_t vi = vips.Find(vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port);
+    // An ICMP error names the VIP of the flow it quotes, which need not be the address it was
+    // sent to: only then is there a second lookup.
+    const uint32_t vi =
+        p.Has(kPacketIcmpError) && std::memcmp(vip_addr, dst, v6 ? 16 : 4) != 0
+            ? vips.Find(vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port)
+            : vips.FindService(*address, vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port);
     if (vi == VipMap::kNotFound) {
       // A VIP address, but no service on this protocol and port (ping, another port): the
       // kernel's business, as for any address.

@@ -56,6 +56,22 @@ TEST(VipMapTest, FragmentsOfAnAddressBelongToItsFirstVipOfThatProtocol) {
   EXPECT_EQ(m.FindByAddress(Key("10.0.0.9", 0, 0).address.data(), false, 6), 3u);
 }
 
+TEST(VipMapTest, AnAddressWithMoreServicesThanInlineFindsThemAll) {
+  std::vector<VipKey> keys;
+  for (uint16_t port = 1; port <= 40; ++port) keys.push_back(Key("10.0.0.1", 6, port));
+  keys.push_back(Key("10.0.0.1", 17, 7));
+  const VipMap m = VipMap::Build(keys).value();
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(m.Find(keys[i].address.data(), false, keys[i].proto, keys[i].port), i);
+  }
+  EXPECT_EQ(m.Find(keys[0].address.data(), false, 6, 41), VipMap::kNotFound);
+  EXPECT_EQ(m.FindByAddress(keys[0].address.data(), false, 17), 40u);
+  EXPECT_FALSE(VipMap::Build(std::vector<VipKey>{keys[30], keys[30]}).ok());
+  std::vector<VipKey> dup = keys;
+  dup.push_back(keys[35]);  // a duplicate of an overflowed service
+  EXPECT_FALSE(VipMap::Build(dup).ok());
+}
+
 TEST(VipMapTest, AnEmptyMapFindsNothing) {
   const VipMap empty;
   EXPECT_FALSE(empty.IsVipAddress(Key("10.0.0.1", 0, 0).address.data(), false));
