@@ -173,6 +173,14 @@ struct fulcrum_probe_target {
 
 #define FULCRUM_PROBE_MAX_TARGETS 4096
 
+/* ---- shared parsing rules ---------------------------------------------------------------- */
+
+/* IPv6 extension headers walked at most (dataplane/core/parse.h kMaxIpv6ExtHeaders, which
+ * tests/bpf pin it to): RFC 8200 section 4.1's order holds at most five walked kinds, plus one
+ * spare.
+ */
+#define FULCRUM_IPV6_MAX_EXT_HEADERS 6
+
 /* ---- attach points ---------------------------------------------------------------------- */
 
 /* tc filters are found again by (hook, handle, priority): fixed values, one per program. */

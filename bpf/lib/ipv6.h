@@ -1,16 +1,11 @@
 /* IPv6 extension headers: a bounded walk to the upper-layer header, with the rules of
  * dataplane/core/parse.h (docs/packet.md): hop-by-hop (0), routing (43), fragment (44) and
  * destination options (60) are walked, anything else is the upper layer; at most
- * FULCRUM_IPV6_MAX_EXT_HEADERS of them.
+ * FULCRUM_IPV6_MAX_EXT_HEADERS (abi.h) of them.
  */
 #pragma once
 
 #include "bpf/lib/pkt.h"
-
-/* parse.h kMaxIpv6ExtHeaders: RFC 8200 section 4.1's order holds at most five walked kinds,
- * plus one spare. tests/bpf check that the two agree through the fixtures.
- */
-#define FULCRUM_IPV6_MAX_EXT_HEADERS 6
 
 /* The upper-layer header must start by this offset in the frame, so that the headers read after
  * it (an inner IPv6 header behind UDP at most) stay within FULCRUM_MAX_HEADER_OFFSET.
