@@ -186,13 +186,18 @@ absl::StatusOr<uint32_t> QueryTc(int ifindex, TcHook hook, uint32_t handle) {
 
 absl::Status AttachTc(int ifindex, TcHook hook, uint32_t handle, int prog_fd) {
   bpf_tc_hook h = MakeHook(ifindex, hook);
-  if (int err = bpf_tc_hook_create(&h); err != 0 && err != -EEXIST) {
+  int err;
+  {
+    const QuietNetlink quiet;  // EEXIST, the usual answer, comes with the kernel's text
+    err = bpf_tc_hook_create(&h);
+  }
+  if (err != 0 && err != -EEXIST) {
     return LibbpfError(err, absl::StrFormat("creating the clsact qdisc on interface %d", ifindex));
   }
   bpf_tc_opts o = MakeTcOpts(handle);
   o.prog_fd = prog_fd;
   o.flags = BPF_TC_F_REPLACE;
-  if (int err = bpf_tc_attach(&h, &o); err != 0) {
+  if (err = bpf_tc_attach(&h, &o); err != 0) {
     return LibbpfError(err, absl::StrFormat("attaching tc %s filter %#x to interface %d",
                                             HookName(hook), handle, ifindex));
   }
