@@ -129,6 +129,9 @@ std::optional<int> ParseArgs(int argc, char** argv, Args& args) {
     return Usage(absl::StrFormat("%s takes no --address or --gue-port", args.command));
   }
   if (args.command == "status" && args.mode.has_value()) return Usage("status takes no --mode");
+  if (args.command == "attach" && args.config.addresses.empty()) {
+    return Usage("attach needs --address: this backend's own address(es), not the VIP");
+  }
   return std::nullopt;
 }
 
