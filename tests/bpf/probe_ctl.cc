@@ -1,7 +1,8 @@
 // probe_ctl: attaches the probe program to an interface for the length of one command, with one
 // mark -> backend target, then prints the probe counters. For probe_netns_test.sh.
 //
-//   probe_ctl IFACE MARK BACKEND ipip|gue SRC_MAC GATEWAY_MAC SOURCE_V4 SOURCE_V6 GUE_PORT -- CMD...
+//   probe_ctl IFACE MARK BACKEND ipip|gue SRC_MAC GATEWAY_MAC SOURCE_V4 SOURCE_V6 GUE_PORT --
+//   CMD...
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
   if (!ParseMac(argv[5], config.src_mac) || !ParseMac(argv[6], config.gateway_mac)) {
     return Fail("bad MAC address");
   }
-  config.type = std::string(argv[4]) == "gue" ? fulcrum::EncapType::kGue : fulcrum::EncapType::kIpip;
+  config.type =
+      std::string(argv[4]) == "gue" ? fulcrum::EncapType::kGue : fulcrum::EncapType::kIpip;
   config.source_v4 = fulcrum::IpAddress::Parse(argv[7]).value();
   config.source_v6 = fulcrum::IpAddress::Parse(argv[8]).value();
   config.gue_port = static_cast<uint16_t>(std::stoul(argv[9]));
