@@ -2,6 +2,11 @@
 /* fulcrum-decap, XDP: strips Fulcrum's outer headers (IPIP, IPv6-in-IPv6, IPv4-in-IPv6, GUE)
  * from packets for this host and passes the inner packet to the kernel, which delivers it to
  * the VIP on lo. lib/decap.h decides; this file cuts.
+ *
+ * Cost (bench/bpf_bench.cc, BPF_PROG_TEST_RUN, README "Benchmarks"): traffic that is not for
+ * this host 29 ns and plain traffic for it 39 ns above a bare XDP_PASS program (26 ns);
+ * decapsulating a SYN 100-130 ns above it, measured one run at a time (which inflates the
+ * figures about 1.5x against the repeated measurement).
  */
 #include "bpf/lib/counters.h"
 #include "bpf/lib/decap.h"

@@ -2,6 +2,9 @@
 /* fulcrum-decap, tc (clsact ingress): the XDP program's twin for drivers without native XDP.
  * lib/decap.h decides; this file cuts with bpf_skb_adjust_room(), which keeps the skb's
  * protocol, offsets and checksum state right.
+ *
+ * Cost (bench/bpf_bench.cc): plain traffic 37 ns above a bare TC_ACT_OK program; decapsulating
+ * 160-190 ns above it one run at a time (bpf_skb_adjust_room is most of it).
  */
 #include "bpf/lib/counters.h"
 #include "bpf/lib/decap.h"

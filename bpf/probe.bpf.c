@@ -3,6 +3,10 @@
  * gets the outer headers the data plane would put on real traffic to that backend, so a probe
  * to VIP:port tests the backend's decapsulation and its VIP, not just its own address. The
  * control plane's health checker marks its probe sockets with SO_MARK (bpf/probe.h).
+ *
+ * Cost (bench/bpf_bench.cc): unmarked traffic 21 ns above a bare TC_ACT_OK program; an
+ * encapsulated probe about 400 ns (the flow hash and bpf_skb_adjust_room), which probes, a few
+ * per second, can afford.
  */
 #include "bpf/lib/counters.h"
 #include "bpf/lib/encap.h"

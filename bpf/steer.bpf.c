@@ -5,6 +5,9 @@
  * DPDK's net_af_xdp PMD loads this object itself (xdp_prog=<path>): it takes the object's
  * first program and inserts its sockets into the map named xsks_map, keyed by queue. fulcrumd
  * then fills `vips` (bpf/steer.h). Keep one program in this object and keep that map's name.
+ *
+ * Cost (bench/bpf_bench.cc, 64 VIPs): VIP packet 49 ns, other IP traffic 32 ns, ARP 5 ns above a
+ * bare XDP_PASS program (26 ns), through BPF_PROG_TEST_RUN.
  */
 #include "bpf/lib/counters.h"
 #include "bpf/lib/vip.h"
