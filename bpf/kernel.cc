@@ -40,20 +40,21 @@ const char* HookName(TcHook hook) { return hook == TcHook::kIngress ? "ingress" 
 
 // libbpf logs the kernel's netlink error text for every failed tc query, which for "is our
 // filter there?" is the expected answer, not news. Queries raise this; the log hook drops the
-// kernel's text while it is raised and passes everything else (the verifier's log included) on
-// as libbpf's default does.
+// kernel's text while it is raised and hands everything else (the verifier's log included) to
+// the print function that was there before (libbpf's default, or the application's).
 thread_local int quiet_netlink = 0;
+libbpf_print_fn_t previous_print = nullptr;
 
 int LogHook(libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
   if (quiet_netlink > 0 && std::strstr(format, "Kernel error message") != nullptr) return 0;
-  return std::vfprintf(stderr, format, args);
+  if (previous_print != nullptr) return previous_print(level, format, args);
+  return level == LIBBPF_DEBUG ? 0 : std::vfprintf(stderr, format, args);
 }
 
 struct QuietNetlink {
   QuietNetlink() {
     static const bool installed = [] {
-      libbpf_set_print(LogHook);
+      previous_print = libbpf_set_print(LogHook);
       return true;
     }();
     (void)installed;
@@ -140,8 +141,8 @@ absl::Status AttachXdp(int ifindex, int prog_fd, uint32_t expected_prog_id, bool
   if (int err = bpf_xdp_attach(ifindex, prog_fd, flags, &opts); err != 0) {
     if (err == -EEXIST || err == -EBUSY) {
       return absl::FailedPreconditionError(absl::StrFormat(
-          "interface %d got another XDP program meanwhile (or has one in the other mode); "
-          "look with `ip link show` and retry",
+          "interface %d has another XDP program attached (or one in the other mode); "
+          "`ip link show` names it",
           ifindex));
     }
     if (err == -EOPNOTSUPP && !generic) {

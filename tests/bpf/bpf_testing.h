@@ -13,12 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
-
 namespace fulcrum::testing {
 
 // Loading programs and BPF_PROG_TEST_RUN need root (CAP_BPF, CAP_NET_ADMIN); CI runs as root,
-// so there nothing skips.
+// so there nothing skips. (For gtest files; this header itself stays free of gtest, the
+// benchmark uses it too.)
 #define SKIP_UNLESS_ROOT()                                                                  \
   if (::geteuid() != 0) {                                                                   \
     GTEST_SKIP() << "needs root to load BPF programs (CAP_BPF, CAP_NET_ADMIN); CI runs as " \
