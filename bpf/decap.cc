@@ -151,7 +151,9 @@ absl::Status LoadSkeleton(Skel*& skel, const DecapConfig& config, std::string_vi
   if (skel == nullptr) return LibbpfError(errno, absl::StrFormat("opening %s", what));
   skel->rodata->gue_port = config.gue_port;
   if (int err = Skel::load(skel); err != 0) {
-    return LibbpfError(err, absl::StrFormat("loading %s (the verifier's log is above)", what));
+    return LibbpfError(
+        err, absl::StrFormat(
+                 "loading %s (libbpf printed why above, a verifier rejection with its log)", what));
   }
   return FillAddresses(bpf_map__fd(skel->maps.decap_v4), bpf_map__fd(skel->maps.decap_v6),
                        config.addresses);

@@ -53,7 +53,9 @@ absl::StatusOr<fulcrum_probe_target> ProbeTargetFor(const EncapConfig& config,
 absl::StatusOr<ProbeEncap> ProbeEncap::Load() {
   probe_bpf* skel = probe_bpf::open_and_load();
   if (skel == nullptr) {
-    return LibbpfError(errno, "loading the probe program (the verifier's log is above)");
+    return LibbpfError(
+        errno,
+        "loading the probe program (libbpf printed why above, a verifier rejection with its log)");
   }
   return ProbeEncap(skel);
 }

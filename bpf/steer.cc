@@ -187,7 +187,9 @@ absl::StatusOr<CounterValues> SteerMaps::Counters() const {
 absl::StatusOr<SteerProgram> SteerProgram::Load() {
   steer_bpf* skel = steer_bpf::open_and_load();
   if (skel == nullptr) {
-    return LibbpfError(errno, "loading the steering program (the verifier's log is above)");
+    return LibbpfError(errno,
+                       "loading the steering program (libbpf printed why above, a verifier "
+                       "rejection with its log)");
   }
   return SteerProgram(skel);
 }

@@ -141,6 +141,8 @@ TEST_F(SteerTest, SteersExactlyWhatTheDataPlaneParserCallsVipTrafficOnEveryParse
     ASSERT_EQ(r.err, 0);
     // No AF_XDP socket here: VIP traffic falls back to the kernel (redirect is tested below).
     EXPECT_EQ(r.retval, XDP_PASS);
+    EXPECT_EQ(ToHex(r.out.data(), r.out.size()), ToHex(frame.data(), frame.size()))
+        << "steering never changes a packet";
     EXPECT_EQ(Gained(before, Read(*maps_)), (std::map<std::string, uint64_t>{{want, 1}}));
     ++seen[want];
   }
