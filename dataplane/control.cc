@@ -19,8 +19,12 @@ constexpr auto kStepInterval = std::chrono::microseconds(200);
 }  // namespace
 
 Control::Control(ControlOptions options, WorkerShared* shared, shm::StatsSegment* stats,
-                 std::vector<uint16_t> ports)
-    : options_(std::move(options)), shared_(shared), stats_(stats), ports_(std::move(ports)) {
+                 std::vector<uint16_t> ports, Steering steering)
+    : options_(std::move(options)),
+      shared_(shared),
+      stats_(stats),
+      ports_(std::move(ports)),
+      steering_(std::move(steering)) {
   config_name_ = shm::ConfigSegmentName(options_.shm_prefix).value_or("");
   if (options_.wait_for_snapshot) shared_->rx_enabled.store(false);
 }
@@ -82,6 +86,17 @@ void Control::PollConfig() {
                                    ? shm::SnapshotReject::kEncap
                                    : shm::SnapshotReject::kResources,
                                std::string(state.status().message())};
+    Log(absl::StrFormat("rejected generation %d (%s): %s", r.generation, ReasonName(verdict.reason),
+                        verdict.detail));
+    reader_->Reject(r.generation, verdict);
+    return;
+  }
+  // AF_XDP ports: the new VIPs must reach the workers before the state that knows them is in
+  // use. On failure the old VIP set is put back and the snapshot refused.
+  if (absl::Status st = steering_.Update((*state)->snapshot()); !st.ok()) {
+    if (current != nullptr) (void)steering_.Update(current->snapshot());
+    const shm::Verdict verdict{shm::SnapshotReject::kResources,
+                               absl::StrFormat("AF_XDP steering map: %s", st.message())};
     Log(absl::StrFormat("rejected generation %d (%s): %s", r.generation, ReasonName(verdict.reason),
                         verdict.detail));
     reader_->Reject(r.generation, verdict);

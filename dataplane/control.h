@@ -21,6 +21,7 @@
 #include "dataplane/forwarding.h"
 #include "dataplane/shm/config_channel.h"
 #include "dataplane/shm/segment.h"
+#include "dataplane/steering.h"
 #include "dataplane/worker.h"
 
 namespace fulcrum {
@@ -36,7 +37,7 @@ class Control {
  public:
   // `stats` is fulcrumd's stats segment; `ports` the data ports whose counters it copies.
   Control(ControlOptions options, WorkerShared* shared, shm::StatsSegment* stats,
-          std::vector<uint16_t> ports);
+          std::vector<uint16_t> ports, Steering steering = {});
   ~Control();
 
   // Attaches to the config segment if it exists. OK also when it does not exist yet (Poll
@@ -69,6 +70,7 @@ class Control {
   WorkerShared* shared_;
   shm::StatsSegment* stats_;
   std::vector<uint16_t> ports_;
+  Steering steering_;
   std::optional<shm::ConfigReader> reader_;
   std::string config_name_;
   std::deque<Retired> retired_;

@@ -17,10 +17,12 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bpf/steer.h"
 #include "dataplane/control.h"
 #include "dataplane/options.h"
 #include "dataplane/ports.h"
 #include "dataplane/shm/segment.h"
+#include "dataplane/steering.h"
 #include "dataplane/telemetry.h"
 #include "dataplane/worker.h"
 
@@ -133,7 +135,10 @@ int Run(const Options& o) {
   co.shm_prefix = o.shm_prefix;
   co.wait_for_snapshot = o.wait_for_snapshot;
   co.exit_when_idle_ms = o.exit_when_idle_ms;
-  Control control(co, &shared, &stats, ports->ports);
+  std::vector<std::string> steering_log;
+  Steering steering = Steering::ForPorts(ports->ports, steering_log);
+  for (const std::string& line : steering_log) std::fprintf(stderr, "fulcrumd: %s\n", line.c_str());
+  Control control(co, &shared, &stats, ports->ports, std::move(steering));
   if (absl::Status s = control.Start(); !s.ok()) {
     return Fail(absl::StrFormat("config segment: %s", s.message()));
   }
@@ -174,6 +179,14 @@ int DaemonMain(int argc, char** argv) {
       std::fputs(OptionsHelp().c_str(), stdout);
       return 0;
     }
+  }
+  // `fulcrumd --write-steer-object PATH`: the AF_XDP steering program for the af_xdp PMD's
+  // xdp_prog= option, as this binary embeds it. No EAL either.
+  if (argc == 3 && std::strcmp(argv[1], "--write-steer-object") == 0) {
+    if (absl::Status s = bpf::WriteSteerObject(argv[2]); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    return 0;
   }
   rte_set_application_usage_hook(PrintUsage);  // the EAL's --help prints ours after its own
   const int consumed = rte_eal_init(argc, argv);

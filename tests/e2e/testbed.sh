@@ -138,13 +138,32 @@ EOF
 
 tb_stop_nginx() { kill "$(cat "$TB_DIR/nginx$1/nginx.pid")"; rm -f "$TB_DIR/nginx$1.pid"; }
 
-# fulcrumd on the LB host (af_packet on its veth, the TAP holding the host's addresses).
+# fulcrumd on the LB host. TB_MODE=af_packet (default): af_packet on the veth, and the TAP
+# exception path holds the host's addresses. TB_MODE=af_xdp: AF_XDP on the veth with Fulcrum's
+# steering program (VIP traffic to fulcrumd, the rest to the kernel on the veth itself, which
+# then holds the host's addresses; no TAP).
 tb_start_fulcrumd() {
+  local port_args
+  if [ "${TB_MODE:-af_packet}" = af_xdp ]; then
+    "$TB_BUILD/dataplane/fulcrumd" --write-steer-object "$TB_DIR/steer.bpf.o"
+    tb_exec lb ip link set "$TB-l0" xdp off 2>/dev/null || true
+    tb_exec lb sysctl -qw "net.ipv6.conf.$TB-l0.disable_ipv6=0"
+    tb_exec lb ip addr add 10.10.3.2/24 dev "$TB-l0"
+    tb_exec lb ip -6 addr add fd00:3::2/64 dev "$TB-l0" nodad
+    tb_exec lb ip route replace default via 10.10.3.1
+    tb_exec lb ip -6 route replace default via fd00:3::1
+    port_args=("--vdev=net_af_xdp0,iface=$TB-l0,start_queue=0,queue_count=1,xdp_prog=$TB_DIR/steer.bpf.o")
+    set -- --no-tap "$@"
+  else
+    port_args=("--vdev=net_af_packet0,iface=$TB-l0")
+    set -- --tap "$TB-tap" "$@"
+  fi
   tb_exec lb "$TB_BUILD/dataplane/fulcrumd" -l 0,1 --no-huge -m 512 --no-pci \
-    --file-prefix="$TB" --log-level=error "--vdev=net_af_packet0,iface=$TB-l0" -- \
-    --shm-prefix "$TB" --tap "$TB-tap" --flow-capacity 262144 "$@" \
+    --file-prefix="$TB" --log-level=error "${port_args[@]}" -- \
+    --shm-prefix "$TB" --flow-capacity 262144 "$@" \
     >>"$TB_DIR/fulcrumd.log" 2>&1 &
   echo $! >"$TB_DIR/fulcrumd.pid"
+  [ "${TB_MODE:-af_packet}" = af_xdp ] && return 0
   for _ in $(seq 100); do
     tb_exec lb ip link show "$TB-tap" >/dev/null 2>&1 && break
     sleep 0.05
