@@ -23,9 +23,9 @@ bool IsPrime(uint64_t n) {
 }
 
 std::string Identity(const MaglevBackend& b) {
-  return b.port == 0
-             ? b.address.ToString()
-             : absl::StrFormat(b.address.v6 ? "[%s]:%d" : "%s:%d", b.address.ToString(), b.port);
+  if (b.port == 0) return b.address.ToString();
+  return b.address.v6 ? absl::StrFormat("[%s]:%d", b.address.ToString(), b.port)
+                      : absl::StrFormat("%s:%d", b.address.ToString(), b.port);
 }
 
 bool IdentityLess(const MaglevBackend& a, const MaglevBackend& b) {
