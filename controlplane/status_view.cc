@@ -145,6 +145,7 @@ json BuildStatus(const StatusInput& in) {
                    {"overridden", b.overridden},
                    {"health", HealthName(b.health)},
                    {"health_detail", ""},
+                   {"health_changed_unix_ms", nullptr},
                    {"published", PublishedName(b.published)},
                    {"weight", b.weight},
                    {"slots", slots[j]},
@@ -159,6 +160,7 @@ json BuildStatus(const StatusInput& in) {
         if (b.health != Health::kUnchecked) {
           if (auto h = in.health.find({b.config.address, b.check_port}); h != in.health.end()) {
             jb["health_detail"] = h->second.last_result;
+            jb["health_changed_unix_ms"] = h->second.last_change_unix_ms;
           }
         }
         if (b.config.capacity_cps.has_value()) jb["capacity_cps"] = *b.config.capacity_cps;

@@ -12,6 +12,7 @@ namespace {
 constexpr double kSignificanceZ = 5;
 // Below this many new flows a backend's rate or share says nothing.
 constexpr uint64_t kMinFlows = 10;
+constexpr double kOverloadZ = 4;
 
 uint64_t Delta(uint64_t older, uint64_t newer) { return newer >= older ? newer - older : 0; }
 
@@ -71,7 +72,11 @@ std::vector<WatchFinding> WatchEvaluator::TrafficFindings(const WatchConfig& lim
       if (b.config.capacity_cps.has_value() && flows[j] >= kMinFlows) {
         const double rate = static_cast<double>(flows[j]) / rates.seconds;
         const double load = rate / *b.config.capacity_cps;
-        if (load > limits.max_load) {
+        // Above the limit by more than four Poisson deviations of a backend exactly at it: a
+        // short window right after the apply must not read noise as overload.
+        const double at_limit = *b.config.capacity_cps * limits.max_load * rates.seconds;
+        const double excess = static_cast<double>(flows[j]) - at_limit;
+        if (load > limits.max_load && excess > kOverloadZ * std::sqrt(at_limit)) {
           out.push_back({"overload", v.config.name, b.name, load, limits.max_load,
                          absl::StrFormat("%s: backend %s receives %.0f new flows/s, %.2f x its "
                                          "capacity_cps %g (limit %.2f x)",

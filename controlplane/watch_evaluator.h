@@ -4,7 +4,8 @@
 //   imbalance  a backend's observed share of the VIP's new flows above max_imbalance × its
 //              table share, and statistically certain (z > 5 against the binomial spread
 //              of a fair draw), so that a rollback never answers noise;
-//   overload   a backend's observed new flows/s above max_load × its capacity_cps;
+//   overload   a backend's observed new flows/s above max_load × its capacity_cps, by more
+//              than four Poisson deviations of a backend exactly at that limit;
 //   unhealthy  a backend that was healthy when the apply started and is down now;
 //   drops      the data plane's drop rate above its rate before the apply by more than
 //              max_drop_increase_pps.
