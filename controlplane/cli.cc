@@ -112,7 +112,8 @@ std::variant<json, int> Call(const Globals& g, json request, absl::Duration idle
 }
 
 // Prints a result: JSON as is, or `human(data)` and the message (on stderr when it failed).
-int Finish(const Globals& g, const json& result, const std::function<std::string(const json&)>& human) {
+int Finish(const Globals& g, const json& result,
+           const std::function<std::string(const json&)>& human) {
   const int exit = result.value("exit", int{kExitFailure});
   if (g.json) {
     PrintJson(result);
@@ -361,14 +362,13 @@ int RunCli(int argc, char** argv) {
       if (!d.ok()) return Fail(g, kExitUsage, d.status());
       watch_ms = absl::ToInt64Milliseconds(*d);
     }
-    std::variant<json, int> r =
-        Call(g,
-             {{"cmd", "apply"},
-              {"config", text},
-              {"file", file},
-              {"force", force},
-              {"watch_ms", watch_ms}},
-             idle, true);
+    std::variant<json, int> r = Call(g,
+                                     {{"cmd", "apply"},
+                                      {"config", text},
+                                      {"file", file},
+                                      {"force", force},
+                                      {"watch_ms", watch_ms}},
+                                     idle, true);
     if (std::holds_alternative<int>(r)) return std::get<int>(r);
     return Finish(g, std::get<json>(r), [](const json& d) {
       const json& a = d.contains("apply") ? d["apply"] : d;
@@ -424,9 +424,9 @@ int RunCli(int argc, char** argv) {
   }
 
   if (lookup->parsed()) {
-    std::variant<json, int> r = Call(
-        g, {{"cmd", "lookup"}, {"vip", vip}, {"proto", proto}, {"src", src}, {"sport", sport}},
-        idle, false);
+    std::variant<json, int> r =
+        Call(g, {{"cmd", "lookup"}, {"vip", vip}, {"proto", proto}, {"src", src}, {"sport", sport}},
+             idle, false);
     if (std::holds_alternative<int>(r)) return std::get<int>(r);
     return Finish(g, std::get<json>(r), [](const json& d) {
       return d.contains("backend") ? RenderLookup(d) : std::string();
@@ -445,7 +445,7 @@ int RunCli(int argc, char** argv) {
     if (std::holds_alternative<int>(r)) return std::get<int>(r);
     return Finish(g, std::get<json>(r), [](const json& d) {
       return d.contains("plan") && d.value("generation", 0) == 0 ? RenderPlan(d["plan"])
-                                                                  : std::string();
+                                                                 : std::string();
     });
   }
   return kExitUsage;

@@ -34,9 +34,9 @@ absl::StatusOr<nlohmann::json> Client::Call(
       return absl::PermissionDeniedError(absl::StrFormat(
           "%s: %s: run as root or as a member of group 'fulcrum'", path_, strerror(err)));
     }
-    return absl::UnavailableError(absl::StrFormat(
-        "no fulcrumctl serve at %s (%s): start it, or point --socket at its socket", path_,
-        strerror(err)));
+    return absl::UnavailableError(
+        absl::StrFormat("no fulcrumctl serve at %s (%s): start it, or point --socket at its socket",
+                        path_, strerror(err)));
   }
   request["v"] = kProtocolVersion;
   LineSocket s(fd);
@@ -48,9 +48,9 @@ absl::StatusOr<nlohmann::json> Client::Call(
         return absl::DeadlineExceededError(absl::StrFormat(
             "the server at %s said nothing for %s", path_, absl::FormatDuration(idle_timeout)));
       }
-      return absl::UnavailableError(absl::StrFormat(
-          "the server at %s closed the connection without a result: %s", path_,
-          line.status().message()));
+      return absl::UnavailableError(
+          absl::StrFormat("the server at %s closed the connection without a result: %s", path_,
+                          line.status().message()));
     }
     nlohmann::json m = nlohmann::json::parse(*line, nullptr, false);
     if (m.is_discarded() || !m.is_object() || !m.contains("kind")) {

@@ -27,14 +27,14 @@ inline constexpr uint32_t kMaxWeight = 65535;
 
 struct HealthCheckConfig {
   CheckType type = CheckType::kNone;
-  uint16_t port = 0;          // 0: the backend's port, else the VIP's
-  std::string path = "/";     // http only
-  std::string host;           // http only; empty: the backend's address
+  uint16_t port = 0;               // 0: the backend's port, else the VIP's
+  std::string path = "/";          // http only
+  std::string host;                // http only; empty: the backend's address
   std::vector<int> expect_status;  // http only; empty: any 2xx or 3xx
   uint32_t interval_ms = 1000;
   uint32_t timeout_ms = 500;
-  uint32_t rise = 2;  // consecutive successes that bring a down backend up
-  uint32_t fall = 3;  // consecutive failures that take an up backend down
+  uint32_t rise = 2;     // consecutive successes that bring a down backend up
+  uint32_t fall = 3;     // consecutive failures that take an up backend down
   uint32_t so_mark = 0;  // SO_MARK on probe sockets (0: none)
 
   friend bool operator==(const HealthCheckConfig&, const HealthCheckConfig&) = default;
@@ -91,9 +91,9 @@ struct DataplaneConfig {
 
 // Limits of `apply --watch` (watch.h): beyond any of them, the apply is rolled back.
 struct WatchConfig {
-  uint32_t window_ms = 2000;     // rates are measured over this much of the recent past
-  double max_imbalance = 1.5;    // a backend's observed / expected share of new flows
-  double max_load = 1.0;         // a backend's observed new flows/s / capacity_cps
+  uint32_t window_ms = 2000;           // rates are measured over this much of the recent past
+  double max_imbalance = 1.5;          // a backend's observed / expected share of new flows
+  double max_load = 1.0;               // a backend's observed new flows/s / capacity_cps
   double max_drop_increase_pps = 100;  // drop rate above the rate before the apply
 
   friend bool operator==(const WatchConfig&, const WatchConfig&) = default;

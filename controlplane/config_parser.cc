@@ -126,7 +126,7 @@ class Section {
     const std::vector<std::string_view> keys(known);
     std::map<std::string, int> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      const YAML::Node key = it->first;  // a copy: the iterator yields a temporary proxy
       if (!key.IsScalar()) {
         c_.Error(path_, key, absl::StrFormat("keys must be plain names, got %s", Describe(key)));
         continue;
@@ -195,8 +195,8 @@ std::optional<int64_t> ReadInt(Checker& c, const YAML::Node& n, const std::strin
     return std::nullopt;
   }
   if (n.Tag() == "!") {
-    c.Error(path, n, absl::StrFormat("%s, got %s: write the number without quotes", want,
-                                     Describe(n)));
+    c.Error(path, n,
+            absl::StrFormat("%s, got %s: write the number without quotes", want, Describe(n)));
     return std::nullopt;
   }
   int64_t v = 0;
@@ -214,9 +214,8 @@ std::optional<int64_t> ReadInt(Checker& c, const YAML::Node& n, const std::strin
 // A number in [min, max], or (min, max] when `min_exclusive`.
 std::optional<double> ReadNumber(Checker& c, const YAML::Node& n, const std::string& path,
                                  double min, double max, bool min_exclusive, std::string_view why) {
-  const std::string want =
-      absl::StrFormat("must be a number %s %g and at most %g%s", min_exclusive ? "above" : "from",
-                      min, max, why);
+  const std::string want = absl::StrFormat("must be a number %s %g and at most %g%s",
+                                           min_exclusive ? "above" : "from", min, max, why);
   if (!n.IsScalar() || n.Tag() == "!") {
     c.Error(path, n, absl::StrFormat("%s, got %s", want, Describe(n)));
     return std::nullopt;
@@ -262,8 +261,7 @@ bool AllZero(const uint8_t* p, size_t n) {
 // An address a packet can be sent to: not unspecified, multicast or limited broadcast.
 std::optional<IpAddress> ReadAddress(Checker& c, const YAML::Node& n, const std::string& path) {
   if (!n.IsScalar()) {
-    c.Error(path, n,
-            absl::StrFormat("must be an IPv4 or IPv6 address, got %s", Describe(n)));
+    c.Error(path, n, absl::StrFormat("must be an IPv4 or IPv6 address, got %s", Describe(n)));
     return std::nullopt;
   }
   absl::StatusOr<IpAddress> ip = IpAddress::Parse(n.Scalar());
@@ -367,10 +365,10 @@ uint64_t NextPrime(uint64_t n) {
 // --- Sections --------------------------------------------------------------------------------
 
 void ParseDataplane(Checker& c, const YAML::Node& node, DataplaneConfig& d) {
-  Section s(c, node, "dataplane",
-            {"source_ipv4", "source_ipv6", "gateway_mac", "encap", "gue_port", "mtu", "ttl",
-             "hash_key", "tcp_timeout_s", "tcp_closing_timeout_s", "udp_timeout_s",
-             "icmp_rate_pps"});
+  Section s(
+      c, node, "dataplane",
+      {"source_ipv4", "source_ipv6", "gateway_mac", "encap", "gue_port", "mtu", "ttl", "hash_key",
+       "tcp_timeout_s", "tcp_closing_timeout_s", "udp_timeout_s", "icmp_rate_pps"});
   if (!s.valid()) return;
   if (auto n = s.Value("source_ipv4")) {
     if (auto ip = ReadAddress(c, *n, s.PathOf("source_ipv4"))) {
@@ -498,9 +496,8 @@ void ParseHealthCheck(Checker& c, const YAML::Node& node, const std::string& pat
   if (http_only("path")) {
     if (auto n = s.Value("path")) {
       if (auto v = ReadString(c, *n, s.PathOf("path"))) {
-        const bool printable = std::all_of(v->begin(), v->end(), [](char ch) {
-          return ch > ' ' && ch < 0x7f;
-        });
+        const bool printable =
+            std::all_of(v->begin(), v->end(), [](char ch) { return ch > ' ' && ch < 0x7f; });
         if (v->empty() || (*v)[0] != '/' || !printable) {
           c.Error(s.PathOf("path"), *n,
                   absl::StrFormat("must be a URL path starting with '/' without spaces or "
@@ -515,9 +512,8 @@ void ParseHealthCheck(Checker& c, const YAML::Node& node, const std::string& pat
   if (http_only("host")) {
     if (auto n = s.Value("host")) {
       if (auto v = ReadString(c, *n, s.PathOf("host"))) {
-        const bool printable = std::all_of(v->begin(), v->end(), [](char ch) {
-          return ch > ' ' && ch < 0x7f;
-        });
+        const bool printable =
+            std::all_of(v->begin(), v->end(), [](char ch) { return ch > ' ' && ch < 0x7f; });
         if (v->empty() || !printable) {
           c.Error(s.PathOf("host"), *n,
                   "must be a host name for the Host header, without spaces or control "
@@ -546,10 +542,10 @@ void ParseHealthCheck(Checker& c, const YAML::Node& node, const std::string& pat
     }
   }
   bool timing_ok = true;
-  for (auto [key, field, min, max] :
-       {std::tuple{"interval_ms", &h.interval_ms, 100, 3600000},
-        {"timeout_ms", &h.timeout_ms, 10, 60000}, {"rise", &h.rise, 1, 100},
-        {"fall", &h.fall, 1, 100}}) {
+  for (auto [key, field, min, max] : {std::tuple{"interval_ms", &h.interval_ms, 100, 3600000},
+                                      {"timeout_ms", &h.timeout_ms, 10, 60000},
+                                      {"rise", &h.rise, 1, 100},
+                                      {"fall", &h.fall, 1, 100}}) {
     if (auto n = s.Value(key)) {
       if (auto v = ReadInt(c, *n, s.PathOf(key), min, max)) {
         *field = uint32_t(*v);
@@ -691,8 +687,7 @@ void ParseVip(Checker& c, const YAML::Node& node, const std::string& path, VipCo
   if (auto n = s.Value("table_size")) {
     lines.table_size = LineOf(*n);
     const size_t before = c.count();
-    if (auto t = ReadInt(c, *n, s.PathOf("table_size"), kMaglevMinTableSize,
-                         kMaglevMaxTableSize)) {
+    if (auto t = ReadInt(c, *n, s.PathOf("table_size"), kMaglevMinTableSize, kMaglevMaxTableSize)) {
       if (absl::Status st = CheckMaglevTableSize(uint64_t(*t)); !st.ok()) {
         c.Error(s.PathOf("table_size"), *n, std::string(st.message()));
       } else {
@@ -826,7 +821,8 @@ void CheckVips(Checker& c, Config& cfg, const std::vector<VipLines>& lines, int 
       if (v.health_check.type != CheckType::kNone && b.state != OperatorState::kDisabled) {
         const auto target = std::pair{b.address, CheckPort(v, b)};
         if (auto [it, inserted] = check_owner.emplace(target, i);
-            !inserted && it->second != i && !(cfg.vips[it->second].health_check == v.health_check)) {
+            !inserted && it->second != i &&
+            !(cfg.vips[it->second].health_check == v.health_check)) {
           c.Error(path + ".health_check", l.health_check != 0 ? l.health_check : l.vip,
                   absl::StrFormat("probes %s, which vips[%d] ('%s') also probes with different "
                                   "settings: a target is checked once for every VIP, so make "
@@ -874,9 +870,9 @@ ParsedConfig ParseConfig(std::string_view yaml) {
   try {
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
-    out.errors.push_back({"", e.mark.line >= 0 ? e.mark.line + 1 : 0,
-                          absl::StrFormat("not valid YAML: %s (column %d)", e.msg,
-                                          e.mark.column + 1)});
+    out.errors.push_back(
+        {"", e.mark.line >= 0 ? e.mark.line + 1 : 0,
+         absl::StrFormat("not valid YAML: %s (column %d)", e.msg, e.mark.column + 1)});
     return out;
   } catch (const std::exception& e) {
     out.errors.push_back({"", 0, absl::StrCat("not valid YAML: ", e.what())});
@@ -941,9 +937,9 @@ absl::StatusOr<std::string> ReadConfigFile(const std::string& path) {
         absl::StrFormat("config file %s is not a regular file", path));
   }
   if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "config file %s is %d bytes, more than the %d a config may have", path, st.st_size,
-        kMaxConfigBytes));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("config file %s is %d bytes, more than the %d a config may have", path,
+                        st.st_size, kMaxConfigBytes));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -39,8 +39,7 @@ std::vector<std::string> BackendKeys(const Config& cfg) {
 }
 
 absl::StatusOr<EffectiveState> BuildEffective(const Config& cfg, const Ids& ids,
-                                              const Overrides& overrides,
-                                              const HealthMap& health) {
+                                              const Overrides& overrides, const HealthMap& health) {
   EffectiveState out;
   for (const VipConfig& vc : cfg.vips) {
     EffectiveVip v;
@@ -96,8 +95,8 @@ absl::StatusOr<EffectiveState> BuildEffective(const Config& cfg, const Ids& ids,
           b.published = shm::BackendState::kDisabled;
           break;
         case OperatorState::kDraining:
-          b.published = b.health == Health::kDown ? shm::BackendState::kDown
-                                                  : shm::BackendState::kDraining;
+          b.published =
+              b.health == Health::kDown ? shm::BackendState::kDown : shm::BackendState::kDraining;
           break;
         case OperatorState::kActive:
           b.published = b.health == Health::kDown && !v.panic ? shm::BackendState::kDown

@@ -84,8 +84,7 @@ std::vector<std::string> BackendKeys(const Config& cfg);
 
 // FailedPrecondition when an id is missing (the caller assigns ids first).
 absl::StatusOr<EffectiveState> BuildEffective(const Config& cfg, const Ids& ids,
-                                              const Overrides& overrides,
-                                              const HealthMap& health);
+                                              const Overrides& overrides, const HealthMap& health);
 
 // The snapshot specs for BuildSnapshot(), VIPs and backends in config order.
 std::vector<shm::VipSpec> ToSpecs(const EffectiveState& state);

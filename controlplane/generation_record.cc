@@ -68,25 +68,25 @@ nlohmann::json OverridesToJson(const Overrides& o) {
 absl::StatusOr<Overrides> OverridesFromJson(const nlohmann::json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("overrides: want an object");
   try {
-  Overrides out;
-  for (const auto& [key, v] : j.items()) {
-    BackendOverride ov;
-    if (v.contains("state")) {
-      const std::string s = v["state"].get<std::string>();
-      if (s == "active") {
-        ov.state = OperatorState::kActive;
-      } else if (s == "draining") {
-        ov.state = OperatorState::kDraining;
-      } else if (s == "disabled") {
-        ov.state = OperatorState::kDisabled;
-      } else {
-        return absl::InvalidArgumentError(absl::StrFormat("overrides[%s].state: '%s'", key, s));
+    Overrides out;
+    for (const auto& [key, v] : j.items()) {
+      BackendOverride ov;
+      if (v.contains("state")) {
+        const std::string s = v["state"].get<std::string>();
+        if (s == "active") {
+          ov.state = OperatorState::kActive;
+        } else if (s == "draining") {
+          ov.state = OperatorState::kDraining;
+        } else if (s == "disabled") {
+          ov.state = OperatorState::kDisabled;
+        } else {
+          return absl::InvalidArgumentError(absl::StrFormat("overrides[%s].state: '%s'", key, s));
+        }
       }
+      if (v.contains("weight")) ov.weight = v["weight"].get<uint32_t>();
+      out[key] = ov;
     }
-    if (v.contains("weight")) ov.weight = v["weight"].get<uint32_t>();
-    out[key] = ov;
-  }
-  return out;
+    return out;
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(std::string("overrides: ") + e.what());
   }

@@ -55,9 +55,9 @@ struct GenerationRecord {
   std::string config_yaml;
   Overrides overrides;
   std::vector<std::string> down;  // probe targets that were down, for the reader
-  uint64_t origin = 0;       // the operator change whose config and overrides these are
-  uint64_t rollback_of = 0;  // rollbacks: the generation restored
-  std::string reason;        // automatic changes: why
+  uint64_t origin = 0;            // the operator change whose config and overrides these are
+  uint64_t rollback_of = 0;       // rollbacks: the generation restored
+  std::string reason;             // automatic changes: why
   bool forced = false;
   nlohmann::json plan_summary = nlohmann::json::object();
   AckResult result = AckResult::kPending;

@@ -88,7 +88,8 @@ HealthChecker::~HealthChecker() { Stop(); }
 
 absl::Status HealthChecker::Start() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) return absl::InternalError(absl::StrFormat("epoll_create1: %s", strerror(errno)));
+  if (epoll_fd_ < 0)
+    return absl::InternalError(absl::StrFormat("epoll_create1: %s", strerror(errno)));
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return absl::InternalError(absl::StrFormat("eventfd: %s", strerror(errno)));
   epoll_event ev{};
@@ -375,7 +376,9 @@ void HealthChecker::Run() {
     int timeout_ms = 1000;
     if (!timers_.empty()) {
       const uint64_t next = timers_.front().when_ns;
-      timeout_ms = next <= now ? 0 : static_cast<int>(std::min<uint64_t>((next - now + 999999) / 1000000, 1000));
+      timeout_ms =
+          next <= now ? 0
+                      : static_cast<int>(std::min<uint64_t>((next - now + 999999) / 1000000, 1000));
     }
     const int n = epoll_wait(epoll_fd_, events, 256, timeout_ms);
     now = shm::MonotonicNowNs();

@@ -3,8 +3,8 @@
 
 #include <map>
 #include <set>
-#include <tuple>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -87,10 +87,9 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
   Exposition e;
   const json& cp = status["controlplane"];
   e.Add("fulcrum_controlplane_generation_published", "gauge",
-        "the newest generation the control plane published", {},
-        Num(cp["published_generation"]));
-  for (const char* key : {"applies", "rollbacks", "auto_rollbacks", "health_republishes",
-                          "rejected_applies"}) {
+        "the newest generation the control plane published", {}, Num(cp["published_generation"]));
+  for (const char* key :
+       {"applies", "rollbacks", "auto_rollbacks", "health_republishes", "rejected_applies"}) {
     if (cp.contains("counters") && cp["counters"].contains(key)) {
       e.Add(absl::StrFormat("fulcrum_controlplane_%s_total", key), "counter",
             absl::StrFormat("%s since the control plane started", key), {},
@@ -133,10 +132,10 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
               {{"lcore", std::to_string(l.lcore_id)}, {"result", std::string(ReasonName(r))}},
               static_cast<double>(l.parse[i]));
       }
-      e.Add("fulcrum_dataplane_flow_table_entries", "gauge", "flows held by the lcore's table",
-            lc, static_cast<double>(l.flow_table_used));
-      e.Add("fulcrum_dataplane_flow_table_capacity", "gauge", "capacity of the lcore's table",
-            lc, static_cast<double>(l.flow_table_capacity));
+      e.Add("fulcrum_dataplane_flow_table_entries", "gauge", "flows held by the lcore's table", lc,
+            static_cast<double>(l.flow_table_used));
+      e.Add("fulcrum_dataplane_flow_table_capacity", "gauge", "capacity of the lcore's table", lc,
+            static_cast<double>(l.flow_table_capacity));
       e.Add("fulcrum_dataplane_lcore_generation", "gauge", "the generation this lcore uses", lc,
             static_cast<double>(l.generation));
     }
@@ -172,12 +171,11 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
               static_cast<double>(it->second.drops));
       }
     }
-    e.Add("fulcrum_vip_new_flow_rate", "gauge", "new flows per second over the status window",
-          vl, Num(v["new_flow_rate"]));
+    e.Add("fulcrum_vip_new_flow_rate", "gauge", "new flows per second over the status window", vl,
+          Num(v["new_flow_rate"]));
     if (v["imbalance"].is_number()) {
       e.Add("fulcrum_vip_imbalance_ratio", "gauge",
-            "max over backends of observed / expected share of new flows", vl,
-            Num(v["imbalance"]));
+            "max over backends of observed / expected share of new flows", vl, Num(v["imbalance"]));
     }
     e.Add("fulcrum_vip_healthy_fraction", "gauge", "healthy share of the serving weight", vl,
           Num(v["healthy_fraction"]));
@@ -195,12 +193,12 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
                 static_cast<double>(it->second.packets));
           e.Add("fulcrum_backend_bytes_total", "counter", "bytes sent to the backend", bl,
                 static_cast<double>(it->second.bytes));
-          e.Add("fulcrum_backend_new_flows_total", "counter", "new flows given to the backend",
-                bl, static_cast<double>(it->second.new_flows));
+          e.Add("fulcrum_backend_new_flows_total", "counter", "new flows given to the backend", bl,
+                static_cast<double>(it->second.new_flows));
         }
       }
-      e.Add("fulcrum_backend_expected_share", "gauge", "share of the VIP's Maglev table slots",
-            bl, Num(b["expected_share"]));
+      e.Add("fulcrum_backend_expected_share", "gauge", "share of the VIP's Maglev table slots", bl,
+            Num(b["expected_share"]));
       if (b["observed_flow_share"].is_number()) {
         e.Add("fulcrum_backend_observed_flow_share", "gauge",
               "share of the VIP's new flows over the status window", bl,
@@ -220,8 +218,8 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
       if (b["capacity_cps"].is_number()) {
         e.Add("fulcrum_backend_capacity_cps", "gauge", "declared capacity, new flows per second",
               bl, Num(b["capacity_cps"]));
-        e.Add("fulcrum_backend_load", "gauge", "observed new flows per second / capacity_cps",
-              bl, Num(b["load"]));
+        e.Add("fulcrum_backend_load", "gauge", "observed new flows per second / capacity_cps", bl,
+              Num(b["load"]));
       }
       for (const char* state : {"active", "draining", "down", "disabled"}) {
         e.Add("fulcrum_backend_state", "gauge", "1 for the state published to the data plane",

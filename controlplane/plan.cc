@@ -149,8 +149,7 @@ std::string_view ChangeName(Change c) {
   return "unknown";
 }
 
-double MovedFraction(std::span<const shm::TableEntry> old_table,
-                     std::span<const int64_t> old_owner,
+double MovedFraction(std::span<const shm::TableEntry> old_table, std::span<const int64_t> old_owner,
                      std::span<const shm::TableEntry> new_table,
                      std::span<const int64_t> new_owner) {
   if (old_table.empty()) return 0;
@@ -202,8 +201,8 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
   bool rehash = false;
   if (before != nullptr) {
     plan.settings_changes = SettingsChanges(*before->config, *after.config);
-    rehash = std::memcmp(before->config->dataplane.hash_key, after.config->dataplane.hash_key,
-                         16) != 0;
+    rehash =
+        std::memcmp(before->config->dataplane.hash_key, after.config->dataplane.hash_key, 16) != 0;
   }
   std::map<std::string, size_t> old_index;
   if (before != nullptr) {
@@ -265,9 +264,9 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
       bp.capacity_cps = b.config.capacity_cps;
       if (vp.new_flow_rate.has_value()) bp.expected_cps = *vp.new_flow_rate * bp.table_share;
       if (std::abs(bp.table_share - bp.weight_share) > kShareTolerance) {
-        vp.inconsistencies.push_back(absl::StrFormat(
-            "backend %s has a table share of %s but a weight share of %s", b.name,
-            Percent(bp.table_share), Percent(bp.weight_share)));
+        vp.inconsistencies.push_back(
+            absl::StrFormat("backend %s has a table share of %s but a weight share of %s", b.name,
+                            Percent(bp.table_share), Percent(bp.weight_share)));
       }
       if (!old.has_value()) {
         bp.change = Change::kAdded;
@@ -373,9 +372,10 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
       if (old.has_value()) {
         GuardCheck moved{"max_moved_fraction", true, vp.moved_fraction, g.max_moved_fraction, ""};
         moved.ok = vp.moved_fraction <= g.max_moved_fraction + 1e-12;
-        moved.detail = absl::StrFormat("%s of the VIP's flows would reach another backend "
-                                       "(limit %s)",
-                                       Percent(vp.moved_fraction), Percent(g.max_moved_fraction));
+        moved.detail = absl::StrFormat(
+            "%s of the VIP's flows would reach another backend "
+            "(limit %s)",
+            Percent(vp.moved_fraction), Percent(g.max_moved_fraction));
         vp.guards.push_back(moved);
       }
       // Not configurable: a change that leaves a VIP without any backend for new flows is never
@@ -391,8 +391,8 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
       if (!vp.new_flow_rate.has_value()) {
         cap.detail = "no traffic data for this VIP: not judged";
       } else {
-        cap.detail = absl::StrFormat("every backend within capacity at %.0f new flows/s",
-                                     *vp.new_flow_rate);
+        cap.detail =
+            absl::StrFormat("every backend within capacity at %.0f new flows/s", *vp.new_flow_rate);
         for (const BackendPlan& bp : vp.backends) {
           if (!bp.capacity_cps.has_value() || !bp.expected_cps.has_value()) continue;
           const double load = *bp.expected_cps / *bp.capacity_cps;

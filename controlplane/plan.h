@@ -40,9 +40,9 @@ struct BackendPlan {
   uint32_t weight = 0;
   uint32_t slots = 0;
   uint32_t old_slots = 0;
-  double table_share = 0;      // slots / table size
+  double table_share = 0;  // slots / table size
   double old_table_share = 0;
-  double weight_share = 0;     // weight / total weight of the backends that get slots
+  double weight_share = 0;  // weight / total weight of the backends that get slots
   std::optional<double> capacity_cps;
   std::optional<double> expected_cps;  // the VIP's current new-flow rate × table share
 };
@@ -99,8 +99,7 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
 // map a table entry (a position in its VIP's backend list) to an identity comparable across the
 // two; an empty table owns nothing (its flows were dropped), so nothing moves from it, and
 // everything moves to it.
-double MovedFraction(std::span<const shm::TableEntry> old_table,
-                     std::span<const int64_t> old_owner,
+double MovedFraction(std::span<const shm::TableEntry> old_table, std::span<const int64_t> old_owner,
                      std::span<const shm::TableEntry> new_table,
                      std::span<const int64_t> new_owner);
 

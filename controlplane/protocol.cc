@@ -64,8 +64,8 @@ absl::StatusOr<std::string> LineSocket::ReadLine(absl::Duration timeout) {
       return absl::DeadlineExceededError("no complete message before the deadline");
     }
     pollfd p{fd_, POLLIN, 0};
-    const int rc = poll(&p, 1, static_cast<int>(std::min<int64_t>(
-                                   absl::ToInt64Milliseconds(left) + 1, 1000)));
+    const int rc =
+        poll(&p, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1000)));
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) return absl::InternalError(absl::StrFormat("poll: %s", strerror(errno)));
     if (rc == 0) continue;

@@ -86,8 +86,8 @@ std::string RenderPlan(const json& plan) {
   for (const json& c : plan["settings_changes"]) out += absl::StrCat("  setting: ", Str(c), "\n");
   for (const json& v : plan["vips"]) {
     const std::string change = Str(v["change"]);
-    out += absl::StrFormat("\nVIP %s %s  [%s]  table %s", Str(v["name"]), Str(v["service"]),
-                           change, Str(v["table_size"]));
+    out += absl::StrFormat("\nVIP %s %s  [%s]  table %s", Str(v["name"]), Str(v["service"]), change,
+                           Str(v["table_size"]));
     if (change == "changed" || change == "removed") {
       out += absl::StrFormat("  moved %s of flows", Share(v["moved_fraction"]));
     }
@@ -118,7 +118,8 @@ std::string RenderPlan(const json& plan) {
       out += absl::StrFormat("    guard %-18s %s  %s\n", Str(g["guard"]),
                              g["ok"].get<bool>() ? "ok  " : "FAIL", Str(g["detail"]));
     }
-    for (const json& i : v["inconsistencies"]) out += absl::StrCat("    INTERNAL ERROR: ", Str(i), "\n");
+    for (const json& i : v["inconsistencies"])
+      out += absl::StrCat("    INTERNAL ERROR: ", Str(i), "\n");
   }
   out += "\n";
   if (!plan.value("has_changes", true)) {
@@ -138,12 +139,14 @@ std::string RenderStatus(const json& status) {
   const json& dp = status["dataplane"];
   const json& cp = status["controlplane"];
   if (dp["attached"].get<bool>()) {
-    out += absl::StrFormat("data plane    fulcrumd pid %s, alive (heartbeat %s), runs generation %s",
-                           Str(dp["pid"]), Age(dp["heartbeat_age_s"]), Str(dp["acked_generation"]));
+    out +=
+        absl::StrFormat("data plane    fulcrumd pid %s, alive (heartbeat %s), runs generation %s",
+                        Str(dp["pid"]), Age(dp["heartbeat_age_s"]), Str(dp["acked_generation"]));
   } else {
-    out += absl::StrFormat("data plane    NOT ATTACHED (pid %s, heartbeat %s), last acknowledged "
-                           "generation %s",
-                           Str(dp["pid"]), Age(dp["heartbeat_age_s"]), Str(dp["acked_generation"]));
+    out += absl::StrFormat(
+        "data plane    NOT ATTACHED (pid %s, heartbeat %s), last acknowledged "
+        "generation %s",
+        Str(dp["pid"]), Age(dp["heartbeat_age_s"]), Str(dp["acked_generation"]));
   }
   const json& st = dp["stats"];
   if (st["attached"].get<bool>()) {
@@ -161,18 +164,19 @@ std::string RenderStatus(const json& status) {
   }
   out += "\n";
   if (cp.contains("watch") && cp["watch"].is_object()) {
-    out += absl::StrFormat("watch         generation %s, %.0f s left, rolls back to %s on trouble\n",
-                           Str(cp["watch"]["generation"]), cp["watch"]["remaining_s"].get<double>(),
-                           Str(cp["watch"]["rollback_to"]));
+    out +=
+        absl::StrFormat("watch         generation %s, %.0f s left, rolls back to %s on trouble\n",
+                        Str(cp["watch"]["generation"]), cp["watch"]["remaining_s"].get<double>(),
+                        Str(cp["watch"]["rollback_to"]));
   }
   out += absl::StrFormat("window        %.1f s\n", status.value("window_s", 0.0));
   for (const json& v : status["vips"]) {
-    out += absl::StrFormat("\nVIP %s %s  id %s  table %s  new flows %s/s  packets %s/s  "
-                           "imbalance %s  healthy %s%s\n",
-                           Str(v["name"]), Str(v["service"]), Str(v["id"]), Str(v["table_size"]),
-                           Rate(v["new_flow_rate"]), Rate(v["packet_rate"]), Ratio(v["imbalance"]),
-                           Share(v["healthy_fraction"]),
-                           v["panic"].get<bool>() ? "  PANIC (failing open)" : "");
+    out += absl::StrFormat(
+        "\nVIP %s %s  id %s  table %s  new flows %s/s  packets %s/s  "
+        "imbalance %s  healthy %s%s\n",
+        Str(v["name"]), Str(v["service"]), Str(v["id"]), Str(v["table_size"]),
+        Rate(v["new_flow_rate"]), Rate(v["packet_rate"]), Ratio(v["imbalance"]),
+        Share(v["healthy_fraction"]), v["panic"].get<bool>() ? "  PANIC (failing open)" : "");
     Table t({"BACKEND", "ID", "STATE", "HEALTH", "PUBLISHED", "WEIGHT", "EXPECTED", "FLOWS",
              "PACKETS", "NEW/S", "CAPACITY", "LOAD", "CHECK"});
     for (const json& b : v["backends"]) {
@@ -201,8 +205,7 @@ std::string RenderStats(const json& status) {
   std::string out = RenderStatus(status);
   const json& st = status["dataplane"]["stats"];
   if (!st["attached"].get<bool>()) return out;
-  out += absl::StrFormat("\ndata plane counters (rates over %.1f s)\n",
-                         st.value("window_s", 0.0));
+  out += absl::StrFormat("\ndata plane counters (rates over %.1f s)\n", st.value("window_s", 0.0));
   Table t({"COUNTER", "TOTAL", "PER SECOND"});
   for (const auto& [name, value] : st["counters"].items()) {
     t.Row({name, Str(value), Rate(st["counter_rates"].value(name, json(nullptr)))});
@@ -223,7 +226,8 @@ std::string RenderHistory(const json& history) {
   for (const json& r : history["generations"]) {
     std::string who = Str(r["who"]["user"]);
     const std::string reported = Str(r["who"]["reported_user"]);
-    if (!reported.empty() && reported != who && reported != "-") who += absl::StrCat(" (", reported, ")");
+    if (!reported.empty() && reported != who && reported != "-")
+      who += absl::StrCat(" (", reported, ")");
     std::string detail;
     if (r["rollback_of"].get<uint64_t>() != 0) {
       detail += absl::StrFormat("restores %d; ", r["rollback_of"].get<uint64_t>());
@@ -252,10 +256,11 @@ std::string RenderRecord(const json& r) {
       "generation %s%s\ncause       %s\nwhen        %s\nwho         %s (uid %s, pid %s)%s\n"
       "result      %s %s\n",
       Str(r["generation"]), r["current"].get<bool>() ? " (running now)" : "", Str(r["cause"]),
-      UnixMsText(r["created_unix_ms"].get<int64_t>()), Str(r["who"]["user"]),
-      Str(r["who"]["uid"]), Str(r["who"]["pid"]),
-      Str(r["who"]["reported_user"]).empty() ? ""
-                                             : absl::StrCat(" reported as ", Str(r["who"]["reported_user"])),
+      UnixMsText(r["created_unix_ms"].get<int64_t>()), Str(r["who"]["user"]), Str(r["who"]["uid"]),
+      Str(r["who"]["pid"]),
+      Str(r["who"]["reported_user"]).empty()
+          ? ""
+          : absl::StrCat(" reported as ", Str(r["who"]["reported_user"])),
       Str(r["result"]), Str(r["result_detail"]));
   if (r["rollback_of"].get<uint64_t>() != 0) {
     out += absl::StrFormat("restores    generation %s\n", Str(r["rollback_of"]));
@@ -273,11 +278,12 @@ std::string RenderRecord(const json& r) {
 std::string RenderLookup(const json& l) {
   std::string out;
   if (l["backend"].is_object()) {
-    out += absl::StrFormat("  backend %s (id %s, %s, health %s), slot %s of %s, hash %s, "
-                           "generation %s\n",
-                           Str(l["backend"]["name"]), Str(l["backend"]["id"]),
-                           Str(l["backend"]["state"]), Str(l["backend"]["health"]), Str(l["slot"]),
-                           Str(l["table_size"]), Str(l["hash"]), Str(l["generation"]));
+    out += absl::StrFormat(
+        "  backend %s (id %s, %s, health %s), slot %s of %s, hash %s, "
+        "generation %s\n",
+        Str(l["backend"]["name"]), Str(l["backend"]["id"]), Str(l["backend"]["state"]),
+        Str(l["backend"]["health"]), Str(l["slot"]), Str(l["table_size"]), Str(l["hash"]),
+        Str(l["generation"]));
   }
   return out;
 }

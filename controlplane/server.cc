@@ -288,11 +288,9 @@ absl::Status Server::Start() {
       if (absl::Status s = ApplyInitialConfig(); !s.ok()) return s;
     }
   }
-  socket_ = std::make_unique<SocketServer>(
-      opt_.socket_path, opt_.socket_group,
-      [this](const Peer& peer, const json& request, Responder& out) {
-        Handle(peer, request, out);
-      });
+  socket_ = std::make_unique<SocketServer>(opt_.socket_path, opt_.socket_group,
+                                           [this](const Peer& peer, const json& request,
+                                                  Responder& out) { Handle(peer, request, out); });
   if (absl::Status s = socket_->Start(); !s.ok()) return s;
   if (opt_.metrics_listen != "off" && !opt_.metrics_listen.empty()) {
     metrics_ = std::make_unique<MetricsServer>([this] { return MetricsText(); });
@@ -301,9 +299,9 @@ absl::Status Server::Start() {
   loop_ = std::thread([this] { Loop(); });
   Log("serving on %s; shm prefix %s; state %s; metrics %s; generation %d", opt_.socket_path,
       opt_.shm_prefix, opt_.state_dir,
-      metrics_ != nullptr ? absl::StrFormat("http://%s:%d/metrics", metrics_->host(),
-                                            metrics_->port())
-                          : std::string("off"),
+      metrics_ != nullptr
+          ? absl::StrFormat("http://%s:%d/metrics", metrics_->host(), metrics_->port())
+          : std::string("off"),
       running_ != nullptr ? running_->record.generation : 0);
   return absl::OkStatus();
 }
@@ -331,8 +329,8 @@ absl::Status Server::LoadState() {
   if (ids->has_value()) {
     const json& j = **ids;
     if (!j.contains("vips") || !j.contains("backends")) {
-      return absl::DataLossError(absl::StrFormat("%s/ids.json lacks vips or backends",
-                                                 opt_.state_dir));
+      return absl::DataLossError(
+          absl::StrFormat("%s/ids.json lacks vips or backends", opt_.state_dir));
     }
     absl::StatusOr<IdRegistry> v = IdRegistry::FromJson(j["vips"], shm::kMaxVips, kIdQuarantineMs);
     absl::StatusOr<IdRegistry> b =
@@ -376,15 +374,15 @@ absl::StatusOr<GenerationRecord> Server::LoadRecord(uint64_t generation) const {
   absl::StatusOr<std::string> text = ReadWholeFile(store_->RecordPath(generation));
   if (!text.ok()) {
     if (absl::IsNotFound(text.status())) {
-      return absl::NotFoundError(absl::StrFormat(
-          "no generation %d in %s (see fulcrumctl history)", generation, opt_.state_dir));
+      return absl::NotFoundError(absl::StrFormat("no generation %d in %s (see fulcrumctl history)",
+                                                 generation, opt_.state_dir));
     }
     return text.status();
   }
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded()) {
-    return absl::DataLossError(absl::StrFormat("%s is not valid JSON",
-                                               store_->RecordPath(generation)));
+    return absl::DataLossError(
+        absl::StrFormat("%s is not valid JSON", store_->RecordPath(generation)));
   }
   return RecordFromJson(j);
 }
@@ -399,9 +397,9 @@ absl::Status Server::Resume() {
   if (!record.ok()) return record.status();
   ParsedConfig parsed = ParseConfig(record->config_yaml);
   if (!parsed.ok()) {
-    return absl::DataLossError(absl::StrFormat(
-        "generation %d's config no longer parses:\n%s", record->generation,
-        FormatErrors(store_->RecordPath(record->generation), parsed.errors)));
+    return absl::DataLossError(
+        absl::StrFormat("generation %d's config no longer parses:\n%s", record->generation,
+                        FormatErrors(store_->RecordPath(record->generation), parsed.errors)));
   }
   if (!opt_.config_path.empty()) {
     absl::StatusOr<std::string> file = ReadConfigFile(opt_.config_path);
@@ -438,14 +436,15 @@ absl::Status Server::Resume() {
     }
     for (const VipConfig& v : parsed.config.vips) {
       for (const BackendConfig& b : v.backends) {
-        if (down.count({b.address, b.port}) != 0) health[{b.address, CheckPort(v, b)}] = Health::kDown;
+        if (down.count({b.address, b.port}) != 0)
+          health[{b.address, CheckPort(v, b)}] = Health::kDown;
       }
     }
   }
 
   if (in_segment.has_value() && published == record->generation) {
-    absl::StatusOr<Candidate> same = BuildCandidate(record->config_yaml, parsed.config,
-                                                    record->overrides, health, published);
+    absl::StatusOr<Candidate> same =
+        BuildCandidate(record->config_yaml, parsed.config, record->overrides, health, published);
     if (!same.ok()) return same.status();
     if (SameRecords(same->snapshot, *in_segment)) {
       auto running = std::make_unique<Running>();
@@ -466,8 +465,8 @@ absl::Status Server::Resume() {
   }
   const uint64_t generation =
       record->generation > published ? record->generation : TakeGeneration();
-  absl::StatusOr<Candidate> c = BuildCandidate(record->config_yaml, parsed.config,
-                                               record->overrides, health, generation);
+  absl::StatusOr<Candidate> c =
+      BuildCandidate(record->config_yaml, parsed.config, record->overrides, health, generation);
   if (!c.ok()) return c.status();
   GenerationRecord r = *record;
   std::string why;
@@ -489,11 +488,10 @@ absl::Status Server::Resume() {
     r.result = AckResult::kPending;
   }
   // Drop the stale entry: Commit appends the record again.
-  history_.erase(std::remove_if(history_.begin(), history_.end(),
-                                [&](const GenerationRecord& h) {
-                                  return h.generation == r.generation;
-                                }),
-                 history_.end());
+  history_.erase(
+      std::remove_if(history_.begin(), history_.end(),
+                     [&](const GenerationRecord& h) { return h.generation == r.generation; }),
+      history_.end());
   Log("resuming generation %d as generation %d: %s", record->generation, generation, why);
   const Plan plan = PlanFor(*c);
   Reply reply = PublishChange(*std::move(c), std::move(r), plan);
@@ -518,16 +516,15 @@ absl::Status Server::ApplyInitialConfig() {
         "%d error%s in %s:\n%s", parsed.errors.size(), parsed.errors.size() == 1 ? "" : "s",
         opt_.config_path, FormatErrors(opt_.config_path, parsed.errors)));
   }
-  absl::StatusOr<Candidate> c =
-      BuildCandidate(*text, parsed.config, {}, {}, next_generation_);
+  absl::StatusOr<Candidate> c = BuildCandidate(*text, parsed.config, {}, {}, next_generation_);
   if (!c.ok()) return c.status();
   const Plan plan = PlanFor(*c);
   if (!plan.ok() && !opt_.force) {
     std::string lines;
     for (const std::string& v : plan.Violations()) lines += absl::StrCat("  ", v, "\n");
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "the first config breaks its guards:\n%sfix %s, or start with --force", lines,
-        opt_.config_path));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the first config breaks its guards:\n%sfix %s, or start with --force",
+                        lines, opt_.config_path));
   }
   GenerationRecord r;
   r.generation = TakeGeneration();
@@ -587,8 +584,7 @@ std::map<std::string, double> Server::VipRatesLocked() const {
   std::map<std::string, double> out;
   if (running_ == nullptr) return out;
   const StatsSample* latest = stats_.Latest();
-  const StatsSample* base =
-      stats_.Base(uint64_t{running_->config.watch.window_ms} * 1000000ull);
+  const StatsSample* base = stats_.Base(uint64_t{running_->config.watch.window_ms} * 1000000ull);
   if (latest == nullptr || base == nullptr) return out;
   const Rates rates = RatesBetween(*base, *latest);
   for (const EffectiveVip& v : running_->state.vips) {
@@ -614,8 +610,8 @@ Plan Server::PlanFor(const Candidate& c) const {
 
 absl::Status Server::Commit(Candidate c, GenerationRecord record) {
   // ids.json before the record: a record never names an id that is not on disk.
-  if (absl::Status s = store_->WriteIds({{"vips", c.vip_ids.ToJson()},
-                                          {"backends", c.backend_ids.ToJson()}});
+  if (absl::Status s =
+          store_->WriteIds({{"vips", c.vip_ids.ToJson()}, {"backends", c.backend_ids.ToJson()}});
       !s.ok()) {
     return s;
   }
@@ -735,14 +731,12 @@ Server::Reply Server::PublishChange(Candidate c, GenerationRecord record, const 
   data["detail"] = detail;
   switch (ack) {
     case AckResult::kAcked:
-      return {kExitOk,
-              absl::OkStatus(),
-              data};
+      return {kExitOk, absl::OkStatus(), data};
     case AckResult::kNoDataplane:
     case AckResult::kTimeout:
       return {kExitNotAcked,
-              absl::DeadlineExceededError(absl::StrFormat("generation %d %s (%s)", generation,
-                                                          ResultText(ack), detail)),
+              absl::DeadlineExceededError(
+                  absl::StrFormat("generation %d %s (%s)", generation, ResultText(ack), detail)),
               data};
     case AckResult::kRejected:
     case AckResult::kPending:
@@ -816,8 +810,7 @@ void Server::Handle(const Peer& peer, const json& request, Responder& out) {
   } else if (cmd == "ping") {
     r.data = {{"pid", getpid()}};
   } else {
-    r = {kExitUsage,
-         absl::InvalidArgumentError(absl::StrFormat("unknown command '%s'", cmd)),
+    r = {kExitUsage, absl::InvalidArgumentError(absl::StrFormat("unknown command '%s'", cmd)),
          json::object()};
   }
   out.Result(r.exit, r.status, std::move(r.data));
@@ -827,11 +820,11 @@ Server::Reply Server::HandlePlan(const json& request) {
   const std::string yaml = request.value("config", "");
   ParsedConfig parsed = ParseConfig(yaml);
   if (!parsed.ok()) {
-    return {kExitInvalidConfig,
-            absl::InvalidArgumentError(absl::StrFormat("%d error%s in the config",
-                                                       parsed.errors.size(),
-                                                       parsed.errors.size() == 1 ? "" : "s")),
-            {{"errors", ErrorsToJson(parsed.errors)}}};
+    return {
+        kExitInvalidConfig,
+        absl::InvalidArgumentError(absl::StrFormat("%d error%s in the config", parsed.errors.size(),
+                                                   parsed.errors.size() == 1 ? "" : "s")),
+        {{"errors", ErrorsToJson(parsed.errors)}}};
   }
   std::lock_guard<std::mutex> change(change_mu_);
   absl::StatusOr<Candidate> c =
@@ -855,9 +848,9 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
   ParsedConfig parsed = ParseConfig(yaml);
   if (!parsed.ok()) {
     out.Result(kExitInvalidConfig,
-               absl::InvalidArgumentError(absl::StrFormat(
-                   "%d error%s in the config; nothing was applied", parsed.errors.size(),
-                   parsed.errors.size() == 1 ? "" : "s")),
+               absl::InvalidArgumentError(
+                   absl::StrFormat("%d error%s in the config; nothing was applied",
+                                   parsed.errors.size(), parsed.errors.size() == 1 ? "" : "s")),
                {{"errors", ErrorsToJson(parsed.errors)}});
     return;
   }
@@ -874,8 +867,7 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
     }
     const Plan plan = PlanFor(*c);
     if (!plan.HasChanges()) {
-      out.Result(kExitOk,
-                 absl::OkStatus(),
+      out.Result(kExitOk, absl::OkStatus(),
                  {{"plan", PlanToJson(plan)},
                   {"generation", running_ ? running_->record.generation : 0},
                   {"message", absl::StrFormat("no changes: generation %d already runs this "
@@ -951,9 +943,9 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
   }
   if (session == nullptr) {
     if (reply.status.ok()) {
-      reply.data["message"] = absl::StrFormat(
-          "generation %d is running: %s", reply.data["generation"].get<uint64_t>(),
-          reply.data["detail"].get<std::string>());
+      reply.data["message"] =
+          absl::StrFormat("generation %d is running: %s", reply.data["generation"].get<uint64_t>(),
+                          reply.data["detail"].get<std::string>());
     }
     out.Result(reply.exit, reply.status, std::move(reply.data));
     return;
@@ -963,9 +955,8 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
   size_t sent = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait_for(lock, std::chrono::milliseconds(500), [&] {
-      return session->done || session->progress.size() > sent || stop_;
-    });
+    cv_.wait_for(lock, std::chrono::milliseconds(500),
+                 [&] { return session->done || session->progress.size() > sent || stop_; });
     while (sent < session->progress.size()) {
       const json p = session->progress[sent++];
       lock.unlock();
@@ -1011,10 +1002,10 @@ Server::Reply Server::HandleRollback(const Peer& peer, const json& request) {
   }
   ParsedConfig parsed = ParseConfig(old->config_yaml);
   if (!parsed.ok()) {
-    return {kExitInvalidConfig,
-            absl::DataLossError(absl::StrFormat("generation %d's config no longer parses",
-                                                *target)),
-            {{"errors", ErrorsToJson(parsed.errors)}}};
+    return {
+        kExitInvalidConfig,
+        absl::DataLossError(absl::StrFormat("generation %d's config no longer parses", *target)),
+        {{"errors", ErrorsToJson(parsed.errors)}}};
   }
   absl::StatusOr<Candidate> c = BuildCandidate(old->config_yaml, parsed.config, old->overrides,
                                                health_->CurrentHealth(), next_generation_);
@@ -1110,10 +1101,10 @@ Server::Reply Server::HandleLookup(const json& request) const {
   } else if (proto_arg == "udp") {
     proto = 17;
   } else {
-    return {kExitUsage,
-            absl::InvalidArgumentError(absl::StrFormat("protocol '%s': want tcp or udp",
-                                                       proto_arg)),
-            json::object()};
+    return {
+        kExitUsage,
+        absl::InvalidArgumentError(absl::StrFormat("protocol '%s': want tcp or udp", proto_arg)),
+        json::object()};
   }
   absl::StatusOr<IpAddress> src = IpAddress::Parse(src_arg);
   if (!src.ok() || sport < 0 || sport > 65535) {
@@ -1166,9 +1157,9 @@ Server::Reply Server::HandleLookup(const json& request) const {
   }
   if (src->v6 != v.config.address.v6) {
     return {kExitUsage,
-            absl::InvalidArgumentError(absl::StrFormat(
-                "client %s and VIP %s are of different address families", src_arg,
-                v.config.address.ToString())),
+            absl::InvalidArgumentError(
+                absl::StrFormat("client %s and VIP %s are of different address families", src_arg,
+                                v.config.address.ToString())),
             json::object()};
   }
   // Exactly what the data plane computes for a new flow (docs/flow-hash.md): the tuple as the
@@ -1199,12 +1190,9 @@ Server::Reply Server::HandleLookup(const json& request) const {
   const uint32_t slot = HashToSlot(hash, static_cast<uint32_t>(table.size()));
   const EffectiveBackend& b = v.backends[table[slot]];
   data["slot"] = slot;
-  data["backend"] = {{"name", b.name},
-                     {"address", b.config.address.ToString()},
-                     {"port", b.config.port},
-                     {"id", b.id},
-                     {"state", OperatorStateName(b.state)},
-                     {"health", HealthName(b.health)}};
+  data["backend"] = {
+      {"name", b.name}, {"address", b.config.address.ToString()}, {"port", b.config.port},
+      {"id", b.id},     {"state", OperatorStateName(b.state)},    {"health", HealthName(b.health)}};
   data["message"] = absl::StrFormat(
       "a new flow from %s to %s goes to backend %s (slot %d of %d); a flow already in the data "
       "plane's flow table stays on its backend while that one is active or draining",
@@ -1241,18 +1229,17 @@ Server::Reply Server::HandleBackend(const Peer& peer, const json& request) {
   }
   if (matches.empty()) {
     return {kExitNotFound,
-            absl::NotFoundError(absl::StrFormat("VIP %s has no backend %s", vip_name,
-                                                backend_arg)),
+            absl::NotFoundError(absl::StrFormat("VIP %s has no backend %s", vip_name, backend_arg)),
             json::object()};
   }
   if (matches.size() > 1) {
     return {kExitUsage,
-            absl::InvalidArgumentError(absl::StrFormat(
-                "VIP %s has %d backends at %s: give address:port", vip_name, matches.size(),
-                backend_arg)),
+            absl::InvalidArgumentError(
+                absl::StrFormat("VIP %s has %d backends at %s: give address:port", vip_name,
+                                matches.size(), backend_arg)),
             json::object()};
   }
-  const BackendConfig& b = *matches[0];
+  const BackendConfig b = *matches[0];  // a copy: the publish below replaces running_
   const std::string key = BackendKey(vip->name, b.address, b.port);
   Overrides overrides = running_->record.overrides;
   BackendOverride& o = overrides[key];
@@ -1273,8 +1260,7 @@ Server::Reply Server::HandleBackend(const Peer& peer, const json& request) {
     if (w < 1 || w > kMaxWeight) {
       return {kExitUsage,
               absl::InvalidArgumentError(absl::StrFormat(
-                  "weight %d: want 1 to %d (to stop new flows, use backend drain)", w,
-                  kMaxWeight)),
+                  "weight %d: want 1 to %d (to stop new flows, use backend drain)", w, kMaxWeight)),
               json::object()};
     }
     if (static_cast<uint32_t>(w) == b.weight) {
@@ -1284,8 +1270,8 @@ Server::Reply Server::HandleBackend(const Peer& peer, const json& request) {
     }
   } else {
     return {kExitUsage,
-            absl::InvalidArgumentError(absl::StrFormat(
-                "backend action '%s': want drain, undrain or weight", action)),
+            absl::InvalidArgumentError(
+                absl::StrFormat("backend action '%s': want drain, undrain or weight", action)),
             json::object()};
   }
   if (!o.state.has_value() && !o.weight.has_value()) overrides.erase(key);
@@ -1297,7 +1283,8 @@ Server::Reply Server::HandleBackend(const Peer& peer, const json& request) {
   json data = {{"plan", PlanToJson(plan)}};
   if (!plan.HasChanges()) {
     data["generation"] = running_->record.generation;
-    data["message"] = absl::StrFormat("no change: %s of %s is already so", BackendName(b.address, b.port), vip_name);
+    data["message"] = absl::StrFormat("no change: %s of %s is already so",
+                                      BackendName(b.address, b.port), vip_name);
     return {kExitOk, absl::OkStatus(), data};
   }
   if (!plan.ok() && !force) {
@@ -1330,10 +1317,10 @@ Server::Reply Server::HandleBackend(const Peer& peer, const json& request) {
   if (superseded != nullptr) FinishWatchRecord(superseded);
   Reply reply = PublishChange(*std::move(c), std::move(r), plan);
   if (reply.status.ok()) {
-    reply.data["message"] = absl::StrFormat(
-        "%s: %s %s; generation %d is running (%s)", vip_name, action,
-        BackendName(b.address, b.port), reply.data["generation"].get<uint64_t>(),
-        reply.data["detail"].get<std::string>());
+    reply.data["message"] =
+        absl::StrFormat("%s: %s %s; generation %d is running (%s)", vip_name, action,
+                        BackendName(b.address, b.port), reply.data["generation"].get<uint64_t>(),
+                        reply.data["detail"].get<std::string>());
   }
   Log("backend %s %s/%s by %s: %s", action, vip_name, BackendName(b.address, b.port),
       UserName(peer.uid), reply.status.ok() ? "acknowledged" : std::string(reply.status.message()));
@@ -1445,13 +1432,12 @@ void Server::EvaluateWatchLocked() {
     }
     json messages = json::array();
     for (const WatchFinding& f : findings) messages.push_back(f.message);
-    s->progress.push_back({{"elapsed_s", double(now - s->start_ns) / 1e9},
-                           {"remaining_s", now < s->deadline_ns
-                                               ? double(s->deadline_ns - now) / 1e9
-                                               : 0.0},
-                           {"window_s", double(latest->mono_ns - base->mono_ns) / 1e9},
-                           {"vips", vips},
-                           {"findings", messages}});
+    s->progress.push_back(
+        {{"elapsed_s", double(now - s->start_ns) / 1e9},
+         {"remaining_s", now < s->deadline_ns ? double(s->deadline_ns - now) / 1e9 : 0.0},
+         {"window_s", double(latest->mono_ns - base->mono_ns) / 1e9},
+         {"vips", vips},
+         {"findings", messages}});
     if (!findings.empty()) {
       s->rollback_requested = true;
       s->findings = findings;
@@ -1467,13 +1453,12 @@ void Server::EvaluateWatchLocked() {
                 absl::OkStatus(),
                 {{"watch", s->outcome},
                  {"message",
-                  s->judged
-                      ? absl::StrFormat("watched generation %d for %.0f s: no imbalance, "
-                                        "overload, unhealthy backend or drop increase",
-                                        s->generation, seconds)
-                      : absl::StrFormat("watched generation %d for %.0f s without stats from "
-                                        "the data plane: nothing could be judged",
-                                        s->generation, seconds)}}};
+                  s->judged ? absl::StrFormat("watched generation %d for %.0f s: no imbalance, "
+                                              "overload, unhealthy backend or drop increase",
+                                              s->generation, seconds)
+                            : absl::StrFormat("watched generation %d for %.0f s without stats from "
+                                              "the data plane: nothing could be judged",
+                                              s->generation, seconds)}}};
     cv_.notify_all();
   }
 }
@@ -1543,12 +1528,12 @@ void Server::AutoRollback(std::shared_ptr<WatchSession> session) {
                       {"rollback_of", session->rollback_to},
                       {"rollback_generation", generation}};
   const std::string message =
-      failure.ok()
-          ? absl::StrFormat("rolled back generation %d to generation %d's config (running as "
-                            "generation %d) %.1f s after the apply: %s",
-                            session->generation, session->rollback_to, generation, after_s, reason)
-          : absl::StrFormat("generation %d needs a rollback (%s) but it failed: %s",
-                            session->generation, reason, failure.message());
+      failure.ok() ? absl::StrFormat(
+                         "rolled back generation %d to generation %d's config (running as "
+                         "generation %d) %.1f s after the apply: %s",
+                         session->generation, session->rollback_to, generation, after_s, reason)
+                   : absl::StrFormat("generation %d needs a rollback (%s) but it failed: %s",
+                                     session->generation, reason, failure.message());
   session->reply = {kExitRolledBack,
                     absl::AbortedError(message),
                     {{"watch", session->outcome}, {"rollback", reply.data}}};
@@ -1584,9 +1569,9 @@ void Server::RepublishForHealth() {
       }
     }
     if (state->vips[i].panic != running_->state.vips[i].panic) {
-      changes += absl::StrFormat("%s%s panic %s", changes.empty() ? "" : ", ",
-                                 state->vips[i].config.name,
-                                 state->vips[i].panic ? "on (failing open)" : "off");
+      changes +=
+          absl::StrFormat("%s%s panic %s", changes.empty() ? "" : ", ", state->vips[i].config.name,
+                          state->vips[i].panic ? "on (failing open)" : "off");
     }
   }
   if (SamePublished(*state, running_->state)) {
@@ -1627,9 +1612,9 @@ void Server::Loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      const auto wake =
-          retry_soon ? std::min(next_sample, Clock::now() + std::chrono::milliseconds(20))
-                     : next_sample;
+      const auto wake = retry_soon
+                            ? std::min(next_sample, Clock::now() + std::chrono::milliseconds(20))
+                            : next_sample;
       cv_.wait_until(lock, wake, [&] { return stop_ || (!retry_soon && health_dirty_); });
       if (stop_) break;
     }

@@ -84,8 +84,8 @@ absl::Status SocketServer::Start() {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path_.empty() || path_.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "socket path '%s' must be 1 to %d characters", path_, sizeof(addr.sun_path) - 1));
+    return absl::InvalidArgumentError(absl::StrFormat("socket path '%s' must be 1 to %d characters",
+                                                      path_, sizeof(addr.sun_path) - 1));
   }
   std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
   if (const group* g = getgrnam(group_.c_str()); g != nullptr) group_gid_ = g->gr_gid;
@@ -97,16 +97,16 @@ absl::Status SocketServer::Start() {
     if (stat(dir.c_str(), &st) != 0) {
       if (absl::Status s = EnsureDirectory(dir, 0750); !s.ok()) return s;
       if (group_gid_ >= 0) {
-        [[maybe_unused]] int rc = chown(dir.c_str(), static_cast<uid_t>(-1),
-                                        static_cast<gid_t>(group_gid_));
+        [[maybe_unused]] int rc =
+            chown(dir.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(group_gid_));
       }
     }
   }
   // A socket file that nobody answers on is left over from a crash: replace it.
   {
     const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const bool live = probe >= 0 &&
-                      connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    const bool live =
+        probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
     if (probe >= 0) close(probe);
     if (live) {
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -178,11 +178,11 @@ void SocketServer::AcceptLoop() {
     if (fd < 0) continue;
     if (active_.load() >= kMaxConnections) {
       LineSocket s(fd);
-      (void)s.WriteLine(ResultMessage(kExitUnreachable,
-                                      absl::UnavailableError(
-                                          "the server is busy: too many connections; retry"),
-                                      nlohmann::json::object())
-                            .dump());
+      (void)s.WriteLine(
+          ResultMessage(kExitUnreachable,
+                        absl::UnavailableError("the server is busy: too many connections; retry"),
+                        nlohmann::json::object())
+              .dump());
       close(fd);
       continue;
     }

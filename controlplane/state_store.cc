@@ -80,10 +80,10 @@ std::vector<GenerationRecord> StateStore::LoadHistory(std::vector<std::string>& 
     }
     absl::StatusOr<GenerationRecord> r = RecordFromJson(j);
     if (!r.ok() || r->generation != g) {
-      warnings.push_back(absl::StrFormat(
-          "%s: %s; skipped", path,
-          r.ok() ? absl::StrFormat("holds generation %d", r->generation)
-                 : std::string(r.status().message())));
+      warnings.push_back(absl::StrFormat("%s: %s; skipped", path,
+                                         r.ok()
+                                             ? absl::StrFormat("holds generation %d", r->generation)
+                                             : std::string(r.status().message())));
       continue;
     }
     out.push_back(*std::move(r));

@@ -33,9 +33,10 @@ StatsSample StatsReader::Sample(const std::vector<uint16_t>& vip_ids,
     absl::StatusOr<shm::MappedSegment> seg = shm::AttachStatsSegment(prefix_);
     if (!seg.ok()) {
       s.error = absl::IsNotFound(seg.status())
-                    ? absl::StrFormat("no stats segment %s: fulcrumd is not running with "
-                                      "--shm-prefix %s",
-                                      *name, prefix_)
+                    ? absl::StrFormat(
+                          "no stats segment %s: fulcrumd is not running with "
+                          "--shm-prefix %s",
+                          *name, prefix_)
                     : std::string(seg.status().message());
       return s;
     }

@@ -46,7 +46,7 @@ struct PortSample {
 struct StatsSample {
   uint64_t mono_ns = 0;  // when it was read (CLOCK_MONOTONIC)
   bool attached = false;
-  std::string error;  // why not attached
+  std::string error;         // why not attached
   uint64_t incarnation = 0;  // changes with every fulcrumd process
   uint32_t pid = 0;
   uint64_t heartbeat_ns = 0;

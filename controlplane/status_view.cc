@@ -180,11 +180,11 @@ json BuildStatus(const StatusInput& in) {
           }
         }
         if (b.health == Health::kDown) {
-          alerts.push_back({"backend_down", absl::StrFormat("%s/%s", v.config.name, b.name),
-                            absl::StrFormat("%s: backend %s is down (%s)%s", v.config.name, b.name,
-                                            jb["health_detail"].get<std::string>(),
-                                            v.panic ? "; kept in the table by the panic threshold"
-                                                    : "")});
+          alerts.push_back(
+              {"backend_down", absl::StrFormat("%s/%s", v.config.name, b.name),
+               absl::StrFormat("%s: backend %s is down (%s)%s", v.config.name, b.name,
+                               jb["health_detail"].get<std::string>(),
+                               v.panic ? "; kept in the table by the panic threshold" : "")});
         }
         backends.push_back(std::move(jb));
       }
@@ -225,7 +225,7 @@ json BuildStatus(const StatusInput& in) {
     }
     if (base != nullptr && in.config != nullptr) {
       for (const WatchFinding& f : WatchEvaluator::TrafficFindings(in.config->watch, *in.state,
-                                                                  *in.snapshot, *base, *latest)) {
+                                                                   *in.snapshot, *base, *latest)) {
         alerts.push_back({f.kind, absl::StrFormat("%s/%s", f.vip, f.backend), f.message});
       }
     }
@@ -239,12 +239,10 @@ json BuildStatus(const StatusInput& in) {
   json cp = in.controlplane;
   cp["published_generation"] = in.published_generation;
   if (in.current != nullptr) {
-    cp["current"] = {{"generation", in.current->generation},
-                     {"cause", CauseName(in.current->cause)},
-                     {"origin", in.current->origin},
-                     {"created_unix_ms", in.current->created_unix_ms},
-                     {"user", in.current->who.user},
-                     {"result", AckResultName(in.current->result)}};
+    cp["current"] = {
+        {"generation", in.current->generation}, {"cause", CauseName(in.current->cause)},
+        {"origin", in.current->origin},         {"created_unix_ms", in.current->created_unix_ms},
+        {"user", in.current->who.user},         {"result", AckResultName(in.current->result)}};
   }
   return {{"window_s", rates.seconds},
           {"controlplane", cp},

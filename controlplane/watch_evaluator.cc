@@ -80,8 +80,8 @@ std::vector<WatchFinding> WatchEvaluator::TrafficFindings(const WatchConfig& lim
           out.push_back({"overload", v.config.name, b.name, load, limits.max_load,
                          absl::StrFormat("%s: backend %s receives %.0f new flows/s, %.2f x its "
                                          "capacity_cps %g (limit %.2f x)",
-                                         v.config.name, b.name, rate, load,
-                                         *b.config.capacity_cps, limits.max_load)});
+                                         v.config.name, b.name, rate, load, *b.config.capacity_cps,
+                                         limits.max_load)});
         }
       }
     }

@@ -55,8 +55,7 @@ class WatchEvaluator {
   static std::vector<WatchFinding> TrafficFindings(const WatchConfig& limits,
                                                    const EffectiveState& state,
                                                    const shm::Snapshot& snapshot,
-                                                   const StatsSample& base,
-                                                   const StatsSample& now);
+                                                   const StatsSample& base, const StatsSample& now);
 
  private:
   WatchConfig limits_;

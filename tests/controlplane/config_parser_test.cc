@@ -123,9 +123,10 @@ std::string ManyBackends(int vips, int per_vip, uint32_t table_size) {
 vips:
 )";
   for (int v = 0; v < vips; ++v) {
-    s += absl::StrFormat("  - name: v%d\n    address: 10.0.0.%d\n    port: 80\n    table_size: %d\n"
-                         "    backends:\n",
-                         v, v + 1, table_size);
+    s += absl::StrFormat(
+        "  - name: v%d\n    address: 10.0.0.%d\n    port: 80\n    table_size: %d\n"
+        "    backends:\n",
+        v, v + 1, table_size);
     for (int b = 0; b < per_vip; ++b) {
       s += absl::StrFormat("      - { address: 10.%d.%d.%d }\n", 100 + v, b / 256, b % 256);
     }
@@ -144,23 +145,23 @@ std::vector<BadCase> BadCases() {
        "dataplane.source_ipv4", "IPv6"},
       {"SourceIpv6IsIpv4", Edit("source_ipv6: fd00:3::2", "source_ipv6: 10.0.0.1"),
        "dataplane.source_ipv6", "IPv4"},
-      {"GatewayMacMalformed", Edit("02:00:00:00:03:01", "02:00:00:00:03"),
-       "dataplane.gateway_mac", "six hex pairs"},
+      {"GatewayMacMalformed", Edit("02:00:00:00:03:01", "02:00:00:00:03"), "dataplane.gateway_mac",
+       "six hex pairs"},
       {"GatewayMacMulticast", Edit("02:00:00:00:03:01", "03:00:00:00:03:01"),
        "dataplane.gateway_mac", "multicast"},
       {"GatewayMacZero", Edit("02:00:00:00:03:01", "00:00:00:00:00:00"), "dataplane.gateway_mac",
        "all zeros"},
-      {"GatewayMacMissing", Edit("  gateway_mac: 02:00:00:00:03:01\n", ""),
-       "dataplane.gateway_mac", "is required"},
-      {"EncapUnknown", Edit("encap: ipip", "encap: vxlan"), "dataplane.encap",
-       "one of ipip, gue"},
+      {"GatewayMacMissing", Edit("  gateway_mac: 02:00:00:00:03:01\n", ""), "dataplane.gateway_mac",
+       "is required"},
+      {"EncapUnknown", Edit("encap: ipip", "encap: vxlan"), "dataplane.encap", "one of ipip, gue"},
       {"GuePortZero", Edit("gue_port: 6080", "gue_port: 0"), "dataplane.gue_port", "1 to 65535"},
       {"MtuTooSmall", Edit("mtu: 1600", "mtu: 500"), "dataplane.mtu", "576 to 9216"},
       {"MtuQuoted", Edit("mtu: 1600", "mtu: \"1600\""), "dataplane.mtu", "without quotes"},
       {"TtlZero", Edit("  mtu: 1600\n", "  mtu: 1600\n  ttl: 0\n"), "dataplane.ttl", "1 to 255"},
       {"HashKeyTooShort", Edit("0123456789abcdef0123456789abcdef", "0123"), "dataplane.hash_key",
        "32 hex digits"},
-      {"HashKeyNotHex", Edit("0123456789abcdef0123456789abcdef", "0123456789abcdefg123456789abcdef"),
+      {"HashKeyNotHex",
+       Edit("0123456789abcdef0123456789abcdef", "0123456789abcdefg123456789abcdef"),
        "dataplane.hash_key", "32 hex digits"},
       {"HashKeyAllZeros", Edit("0123456789abcdef0123456789abcdef", std::string(32, '0')),
        "dataplane.hash_key", "all zeros"},
@@ -175,11 +176,13 @@ std::vector<BadCase> BadCases() {
        "watch.max_imbalance", "above 1"},
       {"WatchWindowTooShort", Edit("window_ms: 2000", "window_ms: 10"), "watch.window_ms",
        "200 to 600000"},
-      {"VipsNotAList", "dataplane:\n  source_ipv4: 10.0.0.1\n  gateway_mac: 02:00:00:00:00:01\n"
-                       "  hash_key: 0123456789abcdef0123456789abcdef\nvips: { web: 1 }\n",
+      {"VipsNotAList",
+       "dataplane:\n  source_ipv4: 10.0.0.1\n  gateway_mac: 02:00:00:00:00:01\n"
+       "  hash_key: 0123456789abcdef0123456789abcdef\nvips: { web: 1 }\n",
        "vips", "must be a list"},
-      {"VipsMissing", "dataplane:\n  source_ipv4: 10.0.0.1\n  gateway_mac: 02:00:00:00:00:01\n"
-                      "  hash_key: 0123456789abcdef0123456789abcdef\n",
+      {"VipsMissing",
+       "dataplane:\n  source_ipv4: 10.0.0.1\n  gateway_mac: 02:00:00:00:00:01\n"
+       "  hash_key: 0123456789abcdef0123456789abcdef\n",
        "vips", "is required"},
       {"VipEntryNotAMapping", Edit("  - name: dns\n", "  - 7\n  - name: dns\n"), "vips[1]",
        "must be a mapping"},
@@ -193,32 +196,32 @@ std::vector<BadCase> BadCases() {
        "vips[1]", "is already vips[0]"},
       {"VipAddressInvalid", Edit("address: 10.10.0.100", "address: 10.10.0"), "vips[0].address",
        "IPv4 or IPv6 address"},
-      {"VipAddressMulticast", Edit("address: 10.10.0.100", "address: 224.0.0.1"),
-       "vips[0].address", "multicast"},
+      {"VipAddressMulticast", Edit("address: 10.10.0.100", "address: 224.0.0.1"), "vips[0].address",
+       "multicast"},
       {"VipAddressIsAPrefix", Edit("address: 10.10.0.100", "address: 10.10.0.0/24"),
        "vips[0].address", "not a prefix"},
       {"VipPortZero", Edit("    port: 80\n", "    port: 0\n"), "vips[0].port", "1 to 65535"},
       {"VipPortTooLarge", Edit("    port: 80\n", "    port: 70000\n"), "vips[0].port",
        "1 to 65535"},
-      {"VipPortNotANumber", Edit("    port: 80\n", "    port: http\n"), "vips[0].port",
-       "integer"},
+      {"VipPortNotANumber", Edit("    port: 80\n", "    port: http\n"), "vips[0].port", "integer"},
       {"VipPortMissing", Edit("    port: 80\n", ""), "vips[0].port", "is required"},
       {"ProtocolUnknown", Edit("protocol: tcp", "protocol: sctp"), "vips[0].protocol",
        "one of tcp, udp"},
       {"TableSizeNotPrime", Edit("table_size: 65537", "table_size: 65536"), "vips[0].table_size",
        "not prime"},
-      {"TableSizeOutOfRange", Edit("table_size: 65537", "table_size: 100"),
-       "vips[0].table_size", "from 251"},
+      {"TableSizeOutOfRange", Edit("table_size: 65537", "table_size: 100"), "vips[0].table_size",
+       "from 251"},
       {"TableSizeTooSmallForBackends", Edit("table_size: 65537", "table_size: 251"),
        "vips[0].table_size", "at least 100 slots per backend"},
       {"FragmentsUnknown", Edit("fragments: drop", "fragments: reassemble"), "vips[0].fragments",
        "one of drop, hash-addresses"},
-      {"BackendsMissing", Edit("    backends:\n      - { address: 10.10.2.11",
-                               "    servers:\n      - { address: 10.10.2.11"),
+      {"BackendsMissing",
+       Edit("    backends:\n      - { address: 10.10.2.11",
+            "    servers:\n      - { address: 10.10.2.11"),
        "vips[0].backends", "is required"},
       {"BackendsEmpty",
-       Edit("      - { address: fd00:2::1 }\n      - { address: fd00:2::2 }\n", "").append(
-           "    backends: []\n"),
+       Edit("      - { address: fd00:2::1 }\n      - { address: fd00:2::2 }\n", "")
+           .append("    backends: []\n"),
        "vips[1].backends", "is empty"},
       {"NoActiveBackend",
        Edit("      - { address: fd00:2::1 }\n      - { address: fd00:2::2 }\n",
@@ -249,7 +252,8 @@ std::vector<BadCase> BadCases() {
        "vips[0].backends[0].capacity_cps", "above 0"},
       {"BackendUnknownKey", Edit("{ address: 10.10.2.12 }", "{ address: 10.10.2.12, wieght: 2 }"),
        "vips[0].backends[1].wieght", "did you mean 'weight'"},
-      {"BackendPortTooLarge", Edit("{ address: 10.10.2.12 }", "{ address: 10.10.2.12, port: 70000 }"),
+      {"BackendPortTooLarge",
+       Edit("{ address: 10.10.2.12 }", "{ address: 10.10.2.12, port: 70000 }"),
        "vips[0].backends[1].port", "0 to 65535"},
       {"HealthCheckTypeUnknown", Edit("type: http", "type: icmp"), "vips[0].health_check.type",
        "one of none, tcp, http"},
@@ -257,8 +261,7 @@ std::vector<BadCase> BadCases() {
        "vips[0].health_check.timeout_ms", "below interval_ms"},
       {"HealthCheckIntervalTooShort", Edit("interval_ms: 1000", "interval_ms: 10"),
        "vips[0].health_check.interval_ms", "100 to 3600000"},
-      {"HealthCheckRiseZero", Edit("rise: 2", "rise: 0"), "vips[0].health_check.rise",
-       "1 to 100"},
+      {"HealthCheckRiseZero", Edit("rise: 2", "rise: 0"), "vips[0].health_check.rise", "1 to 100"},
       {"HealthCheckPathWithoutSlash", Edit("path: /,", "path: health,"),
        "vips[0].health_check.path", "starting with '/'"},
       {"HealthCheckPathOnTcp", Edit("type: http", "type: tcp"), "vips[0].health_check.path",
@@ -285,14 +288,15 @@ std::vector<BadCase> BadCases() {
        "dataplane.source_ipv6", "is required"},
       {"RepeatedKey", Edit("  mtu: 1600\n", "  mtu: 1600\n  mtu: 1500\n"), "dataplane.mtu",
        "appears twice"},
-      {"YamlSyntaxError", Edit("    backends:\n      - { address: 10.10.2.11",
-                               "    backends:\n      - { address: [10.10.2.11"),
+      {"YamlSyntaxError",
+       Edit("    backends:\n      - { address: 10.10.2.11",
+            "    backends:\n      - { address: [10.10.2.11"),
        "", "not valid YAML"},
       {"EmptyFile", "", "", "is empty"},
       {"TopLevelNotAMapping", "- a\n- b\n", "", "must be a mapping"},
       {"MoreVipsThanTheSegmentHolds", ManyVips(1025), "vips", "at most 1024"},
-      {"MoreBackendsPerVipThanTheSegmentHolds", ManyBackends(1, 4097, 409711),
-       "vips[0].backends", "at most 4096"},
+      {"MoreBackendsPerVipThanTheSegmentHolds", ManyBackends(1, 4097, 409711), "vips[0].backends",
+       "at most 4096"},
       {"MoreBackendsThanTheSegmentHolds", ManyBackends(5, 4000, 400009), "vips[4].backends",
        "at most 16384"},
       {"MoreTableSlotsThanTheSegmentHolds", ManyBackends(3, 1, 16777213), "vips[2].table_size",
@@ -329,9 +333,9 @@ TEST(ConfigParser, EveryErrorIsReportedAtOnce) {
   const ParsedConfig p = ParseConfig(yaml);
   std::vector<std::string> paths;
   for (const ConfigError& e : p.errors) paths.push_back(e.path);
-  EXPECT_THAT(paths, ::testing::UnorderedElementsAre(
-                         "dataplane.mtu", "vips[0].backends[0].weight", "vips[1].protocol",
-                         "vips[0].guards.min_healthy"));
+  EXPECT_THAT(paths,
+              ::testing::UnorderedElementsAre("dataplane.mtu", "vips[0].backends[0].weight",
+                                              "vips[1].protocol", "vips[0].guards.min_healthy"));
 }
 
 TEST(ConfigParser, ErrorsCarryTheirLine) {

@@ -39,7 +39,8 @@ IpAddress Ip(int last) { return IpAddress::V4(10, 0, 0, static_cast<uint8_t>(las
 
 constexpr char kFour[] =
     "      - { address: 10.0.0.1 }\n      - { address: 10.0.0.2 }\n"
-    "      - { address: 10.0.0.3, state: draining }\n      - { address: 10.0.0.4, state: disabled }\n";
+    "      - { address: 10.0.0.3, state: draining }\n      - { address: 10.0.0.4, state: disabled "
+    "}\n";
 
 TEST(EffectiveState, OperatorStatesAndHealthGiveThePublishedStates) {
   const Config c = ConfigWith(kFour, 0.5);

@@ -200,10 +200,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   shm::StatsSegment& stats = shm::StatsOf(*stats_seg);
-  stats.header.start_unix_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  stats.header.start_unix_ns =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
   stats.header.writer_pid.store(static_cast<uint32_t>(getpid()));
   for (int l = 0; l < lcores; ++l) {
     stats.lcores[l].lcore_id.store(static_cast<uint32_t>(l + 1));

@@ -48,7 +48,8 @@ TEST(IdRegistry, JsonRoundTripKeepsEveryAssignment) {
 TEST(IdRegistry, FromJsonRejectsRepeatedIds) {
   const nlohmann::json j = {
       {"next_fresh", 2},
-      {"entries", {{"a", {{"id", 1}, {"released_ms", 0}}}, {"b", {{"id", 1}, {"released_ms", 0}}}}}};
+      {"entries",
+       {{"a", {{"id", 1}, {"released_ms", 0}}}, {"b", {{"id", 1}, {"released_ms", 0}}}}}};
   EXPECT_FALSE(IdRegistry::FromJson(j, 16, 0).ok());
 }
 

@@ -67,8 +67,8 @@ class PlanTest : public ::testing::Test {
     ids.vips = *vips_.Assign(VipKeys(b->config), 0);
     ids.backends = *backends_.Assign(BackendKeys(b->config), 0);
     b->state = *BuildEffective(b->config, ids, overrides, {});
-    b->snapshot = *shm::BuildSnapshot(++generation_, ToSettings(b->config.dataplane),
-                                      ToSpecs(b->state));
+    b->snapshot =
+        *shm::BuildSnapshot(++generation_, ToSettings(b->config.dataplane), ToSpecs(b->state));
     return b;
   }
 
@@ -88,8 +88,8 @@ std::string BackendAt(const Built& b, size_t vip, uint32_t slot) {
 }
 
 TEST_F(PlanTest, SlotsAndSharesMatchACountOfTheTable) {
-  const auto after = Build(Yaml({{"10.0.0.1", 3}, {"10.0.0.2", 1}, {"10.0.0.3", 1}, {"10.0.0.4", 5}},
-                                65537));
+  const auto after =
+      Build(Yaml({{"10.0.0.1", 3}, {"10.0.0.2", 1}, {"10.0.0.3", 1}, {"10.0.0.4", 5}}, 65537));
   const Plan plan = ComputePlan(nullptr, after->side(), {}, 0);
   ASSERT_EQ(plan.vips.size(), 1u);
   const shm::Table& table = *after->snapshot.tables[0];
@@ -111,12 +111,12 @@ TEST_F(PlanTest, SlotsAndSharesMatchACountOfTheTable) {
 }
 
 TEST_F(PlanTest, MovedFractionEqualsTheShareOfSlotsWhoseOwnerChanged) {
-  const auto before = Build(Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 1},
-                                  {"10.0.0.4", 1}, {"10.0.0.5", 1}},
-                                 65537));
-  const auto after = Build(Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 2},
-                                 {"10.0.0.5", 1}, {"10.0.0.6", 1}},
-                                65537));
+  const auto before = Build(
+      Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 1}, {"10.0.0.4", 1}, {"10.0.0.5", 1}},
+           65537));
+  const auto after = Build(
+      Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 2}, {"10.0.0.5", 1}, {"10.0.0.6", 1}},
+           65537));
   const Plan plan = Compare(*before, *after, {}, 1);
   uint32_t changed = 0;
   for (uint32_t slot = 0; slot < 65537; ++slot) {
@@ -195,19 +195,19 @@ TEST_F(PlanTest, ASkewedWeightTypoBreaksTheShareGuard) {
 
 TEST_F(PlanTest, TheCapacityGuardUsesTheCurrentNewFlowRate) {
   const std::string fields = ", capacity_cps: 1000";
-  const auto before = Build(Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 1}}, 65537,
-                                 fields, "0123456789abcdef0123456789abcdef",
-                                 "max_moved_fraction: 1"));
-  const auto after = Build(Yaml({{"10.0.0.1", 100}, {"10.0.0.2", 1}, {"10.0.0.3", 1}}, 65537,
-                                fields, "0123456789abcdef0123456789abcdef",
-                                "max_moved_fraction: 1"));
+  const auto before = Build(Yaml({{"10.0.0.1", 1}, {"10.0.0.2", 1}, {"10.0.0.3", 1}}, 65537, fields,
+                                 "0123456789abcdef0123456789abcdef", "max_moved_fraction: 1"));
+  const auto after =
+      Build(Yaml({{"10.0.0.1", 100}, {"10.0.0.2", 1}, {"10.0.0.3", 1}}, 65537, fields,
+                 "0123456789abcdef0123456789abcdef", "max_moved_fraction: 1"));
   // 2400 new flows/s: 800 each today; 98 % of it, 2353/s, would go to 10.0.0.1.
   const Plan plan = Compare(*before, *after, {{"web", 2400.0}}, 1);
   const BackendPlan& heavy = plan.vips[0].backends[0];
   ASSERT_TRUE(heavy.expected_cps.has_value());
   EXPECT_NEAR(*heavy.expected_cps, 2400.0 * heavy.slots / 65537.0, 1e-6);
-  EXPECT_THAT(plan.Violations(),
-              ::testing::ElementsAre(HasSubstr("capacity: 10.0.0.1 would receive 2353 new flows/s")));
+  EXPECT_THAT(
+      plan.Violations(),
+      ::testing::ElementsAre(HasSubstr("capacity: 10.0.0.1 would receive 2353 new flows/s")));
   // Without traffic data the same plan passes: the guard cannot judge, and says so.
   const Plan blind = Compare(*before, *after, {}, 1);
   EXPECT_TRUE(blind.ok());
@@ -233,8 +233,8 @@ TEST_F(PlanTest, AnUnchangedConfigHasNoChangesAndNoGuards) {
 }
 
 TEST_F(PlanTest, DrainingTheLastActiveBackendIsRefused) {
-  const std::string yaml = Yaml({{"10.0.0.1", 1}}, 251, "", "0123456789abcdef0123456789abcdef",
-                                "max_moved_fraction: 1");
+  const std::string yaml =
+      Yaml({{"10.0.0.1", 1}}, 251, "", "0123456789abcdef0123456789abcdef", "max_moved_fraction: 1");
   const auto before = Build(yaml);
   const auto after = Build(yaml, {{BackendKey("web", IpAddress::V4(10, 0, 0, 1), 0),
                                    BackendOverride{OperatorState::kDraining, std::nullopt}}});

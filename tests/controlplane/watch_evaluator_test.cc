@@ -73,7 +73,7 @@ TEST(SignificantExcess, NoiseOfAFairDrawIsNotAnExcess) {
 TEST(SignificantExcess, ARealSkewIsAnExcess) {
   EXPECT_TRUE(SignificantExcess(2000, 3000, 1.0 / 3, 1.5));
   EXPECT_FALSE(SignificantExcess(20, 30, 1.0 / 3, 1.5));  // too few flows to be sure
-  EXPECT_TRUE(SignificantExcess(50, 1000, 0, 1.5));        // flows to a backend without slots
+  EXPECT_TRUE(SignificantExcess(50, 1000, 0, 1.5));       // flows to a backend without slots
 }
 
 TEST(WatchEvaluator, FairTrafficWithinCapacityPasses) {
