@@ -157,7 +157,7 @@ int Serve(ServerOptions opt, const std::string& stats_interval, const std::strin
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGHUP);  // no reload signal: `apply` is the reload
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   // Every in-flight probe is a file descriptor.
@@ -370,9 +370,9 @@ int RunCli(int argc, char** argv) {
                                       {"watch_ms", watch_ms}},
                                      idle, true);
     if (std::holds_alternative<int>(r)) return std::get<int>(r);
+    // With --watch the plan came with the first progress line.
     return Finish(g, std::get<json>(r), [](const json& d) {
-      const json& a = d.contains("apply") ? d["apply"] : d;
-      return a.contains("plan") ? RenderPlan(a["plan"]) : std::string();
+      return !d.contains("apply") && d.contains("plan") ? RenderPlan(d["plan"]) : std::string();
     });
   }
 

@@ -289,6 +289,10 @@ std::string RenderLookup(const json& l) {
 }
 
 std::string RenderWatchProgress(const json& p) {
+  if (p.contains("applied")) {
+    const json& a = p["applied"];
+    return (a.contains("plan") ? RenderPlan(a["plan"]) : std::string()) + Str(p["message"]) + "\n";
+  }
   std::string out = absl::StrFormat("watch %5.1f s:", p.value("elapsed_s", 0.0));
   for (const json& v : p["vips"]) {
     out += absl::StrFormat("  %s %s new/s imbalance %s max load %s", Str(v["name"]),

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -936,6 +937,8 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
         session->window_ns = uint64_t{parsed.config.watch.window_ms} * 1000000ull;
         std::lock_guard<std::mutex> lock(mu_);
         watch_ = session;
+        sample_now_ = true;
+        cv_.notify_all();
         Log("watch: generation %d for %d ms; rolls back to generation %d on trouble", generation,
             watch_ms, rollback_to);
       }
@@ -952,6 +955,11 @@ void Server::HandleApply(const Peer& peer, const json& request, Responder& out) 
   }
   // Stream the watch. The watch belongs to the server: a client that goes away (Ctrl-C) does
   // not stop it, and an automatic rollback happens without it.
+  out.Progress({{"applied", reply.data},
+                {"message", absl::StrFormat("generation %d is running; watching it for %.0f s, "
+                                            "rolling back to generation %d on trouble",
+                                            session->generation, double(watch_ms) / 1000,
+                                            session->rollback_to)}});
   size_t sent = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -1615,10 +1623,19 @@ void Server::Loop() {
       const auto wake = retry_soon
                             ? std::min(next_sample, Clock::now() + std::chrono::milliseconds(20))
                             : next_sample;
-      cv_.wait_until(lock, wake, [&] { return stop_ || (!retry_soon && health_dirty_); });
+      cv_.wait_until(lock, wake,
+                     [&] { return stop_ || sample_now_ || (!retry_soon && health_dirty_); });
       if (stop_) break;
     }
-    if (Clock::now() >= next_sample) {
+    bool sample_now;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sample_now = std::exchange(sample_now_, false);
+    }
+    if (sample_now) {
+      SampleStats();
+      next_sample = Clock::now() + interval;
+    } else if (Clock::now() >= next_sample) {
       SampleStats();
       next_sample = std::max(next_sample + interval, Clock::now());
     }

@@ -148,6 +148,7 @@ class Server {
   std::condition_variable cv_;  // wakes the loop and watch streams
   bool stop_ = false;
   bool health_dirty_ = false;
+  bool sample_now_ = false;  // a watch started: its base sample should be the ack's moment
   std::shared_ptr<WatchSession> watch_;
   std::vector<std::string> history_warnings_;
   std::vector<std::pair<int64_t, Alert>> events_;  // (unix ms, alert): recent automatic acts

@@ -40,7 +40,10 @@ const StatsSample* StatsHistory::Base(uint64_t window_ns, uint64_t not_before_ns
     if (s.mono_ns < not_before_ns) continue;
     if (newest - s.mono_ns <= window_ns) return &s;
   }
-  return nullptr;
+  // Nothing within the window (it is shorter than the sampling period, or the sampler ran a
+  // little late): the sample just before the newest still gives a rate over one period.
+  const StatsSample& previous = samples_[samples_.size() - 2];
+  return previous.mono_ns >= not_before_ns ? &previous : nullptr;
 }
 
 const StatsSample* StatsHistory::At(uint64_t mono_ns) const {

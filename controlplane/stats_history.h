@@ -18,7 +18,8 @@ class StatsHistory {
   // The newest sample; null when none is attached.
   const StatsSample* Latest() const;
   // The oldest sample taken at most `window_ns` before the newest and not before
-  // `not_before_ns`, other than the newest itself; null when there is none.
+  // `not_before_ns`, other than the newest itself; when none is that recent, the one just
+  // before the newest (if not before `not_before_ns`); else null.
   const StatsSample* Base(uint64_t window_ns, uint64_t not_before_ns = 0) const;
   // The newest sample taken at or before `mono_ns`; null when none.
   const StatsSample* At(uint64_t mono_ns) const;
