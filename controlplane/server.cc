@@ -643,6 +643,9 @@ absl::Status Server::Commit(Candidate c, GenerationRecord record) {
     backend_ids_ = std::move(c.backend_ids);
     running_ = std::move(running);
     history_.push_back(std::move(light));
+    published_mono_ns_ = shm::MonotonicNowNs();
+    sample_now_ = true;
+    cv_.notify_all();
   }
   health_->SetTargets(ProbeTargetsOf(running_->config, running_->record.overrides),
                       HealthOf(running_->state));
@@ -1349,7 +1352,7 @@ json Server::StatusJson() const {
   in.now_mono_ns = shm::MonotonicNowNs();
   const uint32_t window_ms = running_ != nullptr ? running_->config.watch.window_ms : 2000;
   in.latest = stats_.Latest() != nullptr ? stats_.Latest() : &last_sample_;
-  in.base = stats_.Base(uint64_t{window_ms} * 1000000ull);
+  in.base = stats_.Base(uint64_t{window_ms} * 1000000ull, published_mono_ns_);
   in.health = health_->Status();
   for (const std::string& w : history_warnings_) in.extra_alerts.push_back({"history", "", w});
   const int64_t now = NowUnixMs();

@@ -148,7 +148,10 @@ class Server {
   std::condition_variable cv_;  // wakes the loop and watch streams
   bool stop_ = false;
   bool health_dirty_ = false;
-  bool sample_now_ = false;  // a watch started: its base sample should be the ack's moment
+  bool sample_now_ = false;  // a change or a watch started: take a sample at once
+  // When the running generation was published: status rates start there, so that shares are
+  // never judged against a table that was not in effect.
+  uint64_t published_mono_ns_ = 0;
   std::shared_ptr<WatchSession> watch_;
   std::vector<std::string> history_warnings_;
   std::vector<std::pair<int64_t, Alert>> events_;  // (unix ms, alert): recent automatic acts

@@ -48,6 +48,24 @@ class Visibility(unittest.TestCase):
         self.assertGreater(dp["stats"]["counter_rates"]["new_flows"], RATE * 0.8)
         self.assertEqual(self.cp.status()["alerts"], [])
 
+    def test_observed_shares_are_never_judged_against_a_table_not_in_effect(self):
+        even = config(
+            [vip("web", backends=[backend("10.10.2.11", capacity_cps=10000),
+                                  backend("10.10.2.12"), backend("10.10.2.13")]),
+             vip("dns", address="fd00::53", port=53, protocol="udp", table_size=1009,
+                 backends=[backend("fd00:2::1"), backend("fd00:2::2"), backend("fd00:2::3")])],
+            dataplane={"source_ipv6": "fd00:3::2"}, watch={"window_ms": 1000})
+        self.assertEqual(self.cp.ctl("apply", self.cp.write(even, "even.yaml")).rc, 0)
+        seen = 0
+        for _ in range(20):  # right after the change, and on through a window
+            for b in self.cp.vip_status("web")["backends"]:
+                self.assertAlmostEqual(b["expected_share"], 1 / 3, places=3)
+                if b["observed_flow_share"] is not None:
+                    seen += 1
+                    self.assertAlmostEqual(b["observed_flow_share"], 1 / 3, delta=0.08, msg=b)
+        self.assertGreater(seen, 0)
+        self.assertNotIn("imbalance", [a["kind"] for a in self.cp.status()["alerts"]])
+
     def test_the_human_views_show_the_same_numbers(self):
         text = self.cp.ctl("status", json_out=False)
         self.assertEqual(text.rc, 0, text)
