@@ -238,7 +238,10 @@ void HealthChecker::StartProbe(uint64_t id, Probe& p, uint64_t now_ns) {
     len = sizeof(*a);
   }
   if (t.check.type == CheckType::kHttp) {
-    const std::string host = t.check.host.empty() ? BackendName(t.address, 0) : t.check.host;
+    // RFC 9110: an IPv6 literal in Host is bracketed.
+    const std::string host = !t.check.host.empty() ? t.check.host
+                             : t.address.v6        ? absl::StrFormat("[%s]", t.address.ToString())
+                                                   : t.address.ToString();
     p.request = absl::StrFormat(
         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fulcrum-health\r\nConnection: close\r\n\r\n",
         t.check.path, host);

@@ -121,11 +121,11 @@ class HealthChecks(unittest.TestCase):
         other = HttpBackend(self, "127.0.0.62")
         hc = check()
         # min_healthy 0: a's only backend may go down without a's failing open.
-        self.serve([vip("a", address="10.10.0.101", backends=[backend(shared.host, port=shared.port)],
-                        health_check=hc, guards={"min_healthy": 0}),
-                    vip("b", address="10.10.0.102", backends=[backend(shared.host, port=shared.port),
-                                                              backend(other.host, port=other.port)],
-                        health_check=hc)])
+        a = backend(shared.host, port=shared.port)
+        b = backend(other.host, port=other.port)
+        self.serve([vip("a", address="10.10.0.101", backends=[a], health_check=hc,
+                        guards={"min_healthy": 0}),
+                    vip("b", address="10.10.0.102", backends=[a, b], health_check=hc)])
         self.wait_health("a", shared, "up")
         before = shared.requests
         time.sleep(2.0)

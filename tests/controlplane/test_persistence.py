@@ -106,8 +106,8 @@ class Persistence(unittest.TestCase):
             current = next(h for h in history if h["current"])
             self.assertEqual(current["generation"], self.cp.generation())
             full = self.cp.ctl("history", current["generation"]).data["record"]
-            self.assertEqual(json.loads(full["config_yaml"])["vips"][0]["backends"],
-                             [{"address": b["name"]} for b in self.cp.vip_status("web")["backends"]])
+            running = [{"address": b["name"]} for b in self.cp.vip_status("web")["backends"]]
+            self.assertEqual(json.loads(full["config_yaml"])["vips"][0]["backends"], running)
             harness.wait_for(lambda: self.cp.status()["dataplane"]["acked_generation"] ==
                              self.cp.status()["controlplane"]["published_generation"],
                              what="the data plane to run what is published")
