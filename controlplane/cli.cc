@@ -152,6 +152,12 @@ int Serve(ServerOptions opt, const std::string& stats_interval, const std::strin
     }
     *field = static_cast<uint32_t>(absl::ToInt64Milliseconds(*d));
   }
+  if (opt.stats_interval_ms < 50 || opt.stats_interval_ms > 1000) {
+    std::cerr << "fulcrumctl serve: --stats-interval must be 50ms to 1s (it also paces the "
+                 "config segment's heartbeat)"
+              << std::endl;
+    return kExitUsage;
+  }
   // Signals are taken by sigwait below, never delivered to a worker thread mid-change.
   sigset_t signals;
   sigemptyset(&signals);
