@@ -223,8 +223,10 @@ struct Server::WatchSession {
   std::vector<json> progress;
   bool judged = false;
   bool rollback_requested = false;
+  // The outcome is decided (finished), then written into the apply's record (done). The client
+  // is answered only when done, so that what it reads in `history` agrees with what it was told.
+  bool finished = false;
   bool done = false;
-  bool record_pending = false;  // the outcome still has to go into the apply's record
   std::vector<WatchFinding> findings;
   Reply reply;
   json outcome = json::object();
@@ -776,17 +778,18 @@ std::optional<uint64_t> Server::PreviousOperatorChange() const {
 }
 
 std::shared_ptr<Server::WatchSession> Server::SupersedeWatchLocked(uint64_t by_generation) {
-  if (watch_ == nullptr || watch_->done) return nullptr;
-  watch_->done = true;
-  watch_->record_pending = true;
-  watch_->outcome = {{"outcome", "superseded"}, {"by_generation", by_generation}};
-  watch_->reply = {kExitOk,
-                   absl::OkStatus(),
-                   {{"watch", watch_->outcome},
-                    {"message", absl::StrFormat("watch ended: generation %d superseded generation "
-                                                "%d before the watch was over",
-                                                by_generation, watch_->generation)}}};
-  cv_.notify_all();
+  if (watch_ == nullptr) return nullptr;
+  // A watch whose outcome is already decided keeps it; the caller records it either way.
+  if (!watch_->finished) {
+    watch_->finished = true;
+    watch_->outcome = {{"outcome", "superseded"}, {"by_generation", by_generation}};
+    watch_->reply = {kExitOk,
+                     absl::OkStatus(),
+                     {{"watch", watch_->outcome},
+                      {"message", absl::StrFormat("watch ended: generation %d superseded "
+                                                  "generation %d before the watch was over",
+                                                  by_generation, watch_->generation)}}};
+  }
   std::shared_ptr<WatchSession> ended = std::move(watch_);
   return ended;
 }
@@ -1360,7 +1363,7 @@ json Server::StatusJson() const {
     if (now - when < kEventKeepMs) in.extra_alerts.push_back(alert);
   }
   json watch = nullptr;
-  if (watch_ != nullptr && !watch_->done) {
+  if (watch_ != nullptr && !watch_->finished) {
     watch = {{"generation", watch_->generation},
              {"rollback_to", watch_->rollback_to},
              {"remaining_s", in.now_mono_ns < watch_->deadline_ns
@@ -1414,7 +1417,7 @@ void Server::SampleStats() {
 
 void Server::EvaluateWatchLocked() {
   const std::shared_ptr<WatchSession> s = watch_;
-  if (s == nullptr || s->done || s->rollback_requested || running_ == nullptr) return;
+  if (s == nullptr || s->finished || s->rollback_requested || running_ == nullptr) return;
   const uint64_t now = shm::MonotonicNowNs();
   const StatsSample* latest = stats_.Latest();
   const StatsSample* base = stats_.Base(s->window_ns, s->start_ns);
@@ -1456,8 +1459,7 @@ void Server::EvaluateWatchLocked() {
     cv_.notify_all();
   }
   if (!s->rollback_requested && now >= s->deadline_ns) {
-    s->done = true;
-    s->record_pending = true;
+    s->finished = true;
     const double seconds = double(s->deadline_ns - s->start_ns) / 1e9;
     s->outcome = {{"outcome", s->judged ? "passed" : "not_judged"}, {"seconds", seconds}};
     s->reply = {kExitOk,
@@ -1486,7 +1488,9 @@ void Server::FinishWatchRecord(std::shared_ptr<WatchSession> session) {
   for (GenerationRecord& h : history_) {
     if (h.generation == session->generation) h.watch = session->outcome;
   }
-  session->record_pending = false;
+  session->done = true;
+  if (watch_ == session) watch_.reset();
+  cv_.notify_all();
 }
 
 void Server::AutoRollback(std::shared_ptr<WatchSession> session) {
@@ -1548,8 +1552,7 @@ void Server::AutoRollback(std::shared_ptr<WatchSession> session) {
   session->reply = {kExitRolledBack,
                     absl::AbortedError(message),
                     {{"watch", session->outcome}, {"rollback", reply.data}}};
-  session->done = true;
-  session->record_pending = true;
+  session->finished = true;
   events_.push_back({NowUnixMs(), Alert{"auto_rollback", "", message}});
   cv_.notify_all();
   Log("watch: %s", message);
@@ -1649,12 +1652,11 @@ void Server::Loop() {
       EvaluateWatchLocked();
       dirty = health_dirty_;
       session = watch_;
-      if (session != nullptr && session->done && !session->record_pending) watch_.reset();
       const int64_t now = NowUnixMs();
       std::erase_if(events_, [&](const auto& e) { return now - e.first >= kEventKeepMs; });
     }
-    const bool rollback = session != nullptr && session->rollback_requested && !session->done;
-    const bool record = session != nullptr && session->done && session->record_pending;
+    const bool rollback = session != nullptr && session->rollback_requested && !session->finished;
+    const bool record = session != nullptr && session->finished && !session->done;
     retry_soon = false;
     if (!dirty && !rollback && !record) continue;
     std::unique_lock<std::mutex> change(change_mu_, std::try_to_lock);
@@ -1663,7 +1665,7 @@ void Server::Loop() {
       continue;
     }
     if (rollback) AutoRollback(session);
-    if (session != nullptr && session->done && session->record_pending) FinishWatchRecord(session);
+    if (session != nullptr && session->finished && !session->done) FinishWatchRecord(session);
     if (dirty) RepublishForHealth();
   }
 }

@@ -102,8 +102,9 @@ class Server {
   absl::StatusOr<GenerationRecord> LoadRecord(uint64_t generation) const;
   std::optional<uint64_t> PreviousOperatorChange() const;
   uint64_t TakeGeneration();
-  // Ends a watch in progress (an operator change replaced what it watched) and returns it, so
-  // that the caller records its outcome once mu_ is released.
+  // Ends a watch in progress (an operator change replaced what it watched), or takes one whose
+  // outcome is decided but not yet recorded, and returns it: the caller records its outcome
+  // (FinishWatchRecord, which also answers its client) once mu_ is released.
   std::shared_ptr<WatchSession> SupersedeWatchLocked(uint64_t by_generation);
 
   // --- request handlers ---

@@ -8,6 +8,7 @@ table[HashToSlot(FlowHash(...))] of the acknowledged snapshot and counts it as f
 lcores will. Against fulcrumd, RealDataplane.traffic() would drive a packet generator instead;
 nothing else here changes."""
 
+import subprocess
 import time
 import unittest
 
@@ -98,6 +99,23 @@ class Incident(unittest.TestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.data["watch"]["outcome"], "passed")
         self.assertEqual(self.cp.history()[0]["watch"]["outcome"], "passed")
+
+    def test_another_change_during_a_watch_ends_it_and_answers_its_client(self):
+        watcher = subprocess.Popen(
+            [harness.FULCRUMCTL, "--socket", self.cp.socket, "--json", "apply",
+             self.cp.write(web([1, 1, 1, 1]), "four.yaml"), "--watch", "60s"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        harness.wait_for(lambda: self.cp.status()["controlplane"]["watch"] is not None,
+                         what="the watch to start")
+        r = self.cp.ctl("apply", self.cp.write(web([1, 1, 1, 1, 1]), "five.yaml"))
+        self.assertEqual(r.rc, 0, r)
+        out, _ = watcher.communicate(timeout=20)
+        result = harness.Result(watcher.returncode, out, "")
+        self.assertEqual(result.rc, 0, result)
+        self.assertEqual(result.data["watch"]["outcome"], "superseded")
+        self.assertEqual(result.data["watch"]["by_generation"], r.data["generation"])
+        watched = next(h for h in self.cp.history() if h["generation"] == r.data["generation"] - 1)
+        self.assertEqual(watched["watch"]["outcome"], "superseded")
 
 
 if __name__ == "__main__":
