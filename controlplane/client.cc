@@ -40,7 +40,15 @@ absl::StatusOr<nlohmann::json> Client::Call(
   }
   request["v"] = kProtocolVersion;
   LineSocket s(fd);
-  if (absl::Status st = s.WriteLine(request.dump()); !st.ok()) return st;
+  if (absl::Status st = s.WriteLine(request.dump()); !st.ok()) {
+    // A server that refuses the peer answers before reading the request and closes: the write
+    // then fails, but the answer is still waiting in the socket.
+    absl::StatusOr<std::string> line = s.ReadLine(absl::Seconds(1));
+    if (!line.ok()) return st;
+    nlohmann::json m = nlohmann::json::parse(*line, nullptr, false);
+    if (m.is_discarded() || !m.is_object()) return st;
+    return m;
+  }
   while (true) {
     absl::StatusOr<std::string> line = s.ReadLine(idle_timeout);
     if (!line.ok()) {
