@@ -176,3 +176,42 @@ tb_start_fulcrumd() {
 }
 
 tb_router_mac() { tb_mac r "$TB-rl"; }
+
+# fulcrumctl serve on the LB host with CONFIG (a file), state in $TB_DIR/state, socket
+# $TB_DIR/ctl.sock, metrics on 127.0.0.1:PORT inside the LB namespace.
+tb_start_ctl() {
+  local config=$1; shift
+  tb_exec lb "$TB_BUILD/controlplane/fulcrumctl" serve --config "$config" \
+    --state-dir "$TB_DIR/state" --socket "$TB_DIR/ctl.sock" --shm-prefix "$TB" "$@" \
+    >>"$TB_DIR/fulcrumctl.log" 2>&1 &
+  echo $! >"$TB_DIR/fulcrumctl.pid"
+  for _ in $(seq 100); do
+    [ -S "$TB_DIR/ctl.sock" ] && return 0
+    sleep 0.05
+  done
+  echo "fulcrumctl serve did not start; $TB_DIR/fulcrumctl.log:" >&2
+  tail -5 "$TB_DIR/fulcrumctl.log" >&2
+  return 1
+}
+
+tb_ctl() { tb_exec lb "$TB_BUILD/controlplane/fulcrumctl" --socket "$TB_DIR/ctl.sock" "$@"; }
+
+# Run as a command (the e2e suite drives it this way; the trap is then the caller's):
+#   TB=name tests/e2e/testbed.sh up N | start-fulcrumd [ARGS] | start-ctl CONFIG [ARGS] |
+#                                 add-backend I | stop-nginx I | start-nginx I |
+#                                 router-mac | down
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  command=$1; shift
+  case "$command" in
+    up) tb_up "$@"; trap - EXIT ;;
+    start-fulcrumd) tb_start_fulcrumd "$@" ;;
+    start-ctl) tb_start_ctl "$@" ;;
+    add-backend) mkdir -p "$TB_DIR"; tb_add_backend "$@" ;;
+    stop-nginx) tb_stop_nginx "$@" ;;
+    start-nginx) tb_start_nginx "$@" ;;
+    router-mac) tb_router_mac ;;
+    down) tb_down ;;
+    *) echo "testbed.sh: unknown command $command" >&2; exit 2 ;;
+  esac
+fi
