@@ -110,6 +110,11 @@ tb_add_backend() {
   tb_exec "$b" "$TB_BUILD/bpf/fulcrum-decap" attach "$TB-e$i" --mode xdp --address "$addr" "$addr6" \
     --gue-port 6080 >/dev/null
   tb_start_nginx "$i"
+  # Background jobs run `ip netns exec` directly (not through tb_exec, a function, which would
+  # fork a subshell): $! is then the process itself, which the tests signal.
+  ip netns exec "$(tb_ns "$b")" /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/udp_echo.py" \
+    "b$i" "$TB_VIP" 53 </dev/null >"$TB_DIR/udp$i.log" 2>&1 &
+  echo $! >"$TB_DIR/udp$i.pid"
 }
 
 tb_start_nginx() {
@@ -121,7 +126,8 @@ pid $dir/nginx.pid;
 error_log $dir/logs/error.log;
 events { worker_connections 4096; }
 http {
-  access_log $TB_DIR/b$i.log;
+  log_format fulcrum '\$remote_addr \$remote_port \$connection \$connection_requests';
+  access_log $TB_DIR/b$i.log fulcrum;
   keepalive_requests 1000000;
   client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
   uwsgi_temp_path $dir; scgi_temp_path $dir;
@@ -132,7 +138,7 @@ http {
   }
 }
 EOF
-  tb_exec "b$i" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1
+  tb_exec "b$i" nginx -c "$dir/nginx.conf" -p "$dir" </dev/null >/dev/null 2>&1
   cp "$dir/nginx.pid" "$TB_DIR/nginx$i.pid"
 }
 
@@ -158,10 +164,10 @@ tb_start_fulcrumd() {
     port_args=("--vdev=net_af_packet0,iface=$TB-l0")
     set -- --tap "$TB-tap" "$@"
   fi
-  tb_exec lb "$TB_BUILD/dataplane/fulcrumd" -l 0,1 --no-huge -m 512 --no-pci \
+  ip netns exec "$(tb_ns lb)" "$TB_BUILD/dataplane/fulcrumd" -l 0,1 --no-huge -m 512 --no-pci \
     --file-prefix="$TB" --log-level=error "${port_args[@]}" -- \
     --shm-prefix "$TB" --flow-capacity 262144 "$@" \
-    >>"$TB_DIR/fulcrumd.log" 2>&1 &
+    </dev/null >>"$TB_DIR/fulcrumd.log" 2>&1 &
   echo $! >"$TB_DIR/fulcrumd.pid"
   [ "${TB_MODE:-af_packet}" = af_xdp ] && return 0
   for _ in $(seq 100); do
@@ -181,9 +187,9 @@ tb_router_mac() { tb_mac r "$TB-rl"; }
 # $TB_DIR/ctl.sock, metrics on 127.0.0.1:PORT inside the LB namespace.
 tb_start_ctl() {
   local config=$1; shift
-  tb_exec lb "$TB_BUILD/controlplane/fulcrumctl" serve --config "$config" \
+  ip netns exec "$(tb_ns lb)" "$TB_BUILD/controlplane/fulcrumctl" serve --config "$config" \
     --state-dir "$TB_DIR/state" --socket "$TB_DIR/ctl.sock" --shm-prefix "$TB" "$@" \
-    >>"$TB_DIR/fulcrumctl.log" 2>&1 &
+    </dev/null >>"$TB_DIR/fulcrumctl.log" 2>&1 &
   echo $! >"$TB_DIR/fulcrumctl.pid"
   for _ in $(seq 100); do
     [ -S "$TB_DIR/ctl.sock" ] && return 0
