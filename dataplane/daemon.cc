@@ -124,6 +124,7 @@ int Run(const Options& o) {
     c.tap_port = ports->tap_port;
     c.tap_queue = static_cast<uint16_t>(w);
     c.burst = o.burst;
+    c.idle_sleep_us = o.idle_sleep_us;
     c.rcu_thread_id = w;
     c.flows = tables[w].table.get();
     c.stats = &stats.lcores[w];

@@ -33,6 +33,11 @@ void Define(CLI::App& app, Options& o) {
   app.add_option("--mbufs", o.mbufs, "mbufs in the pool (0: sized for every queue)")
       ->capture_default_str();
   app.add_flag("--promiscuous", o.promiscuous, "put the data ports in promiscuous mode");
+  app.add_option("--idle-sleep-us", o.idle_sleep_us,
+                 "sleep this many microseconds after a loop that received nothing (0: poll "
+                 "without pause, as production wants; more: share a core on a test host)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   app.add_flag("--wait-for-snapshot", o.wait_for_snapshot,
                "receive nothing until a snapshot is in use (replaying a pcap)");
   app.add_option("--exit-when-idle", o.exit_when_idle_ms,

@@ -20,6 +20,7 @@ struct Options {
   bool promiscuous = false;
   bool wait_for_snapshot = false;  // receive nothing until a snapshot is in use
   int64_t exit_when_idle_ms = -1;  // offline mode: exit once RX has been idle this long
+  uint32_t idle_sleep_us = 0;      // 0: busy-poll; else sleep this long after an empty loop
   bool help = false;
 };
 

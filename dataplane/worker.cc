@@ -122,7 +122,10 @@ int WorkerMain(void* arg) {
       st.heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
     }
     // Idle moments pay for expiry, so busy ones never do.
-    if (idle) cfg.flows->Sweep(now_s, 64);
+    if (idle) {
+      cfg.flows->Sweep(now_s, 64);
+      if (cfg.idle_sleep_us != 0) rte_delay_us_sleep(cfg.idle_sleep_us);
+    }
   }
   st.active.store(0, std::memory_order_release);
   rte_rcu_qsbr_thread_offline(shared.rcu, cfg.rcu_thread_id);

@@ -40,6 +40,7 @@ struct WorkerConfig {
   uint16_t tap_port = 0;
   uint16_t tap_queue = 0;
   uint16_t burst = 32;
+  uint32_t idle_sleep_us = 0;
   uint32_t rcu_thread_id = 0;
   FlowTable* flows = nullptr;
   shm::LcoreStats* stats = nullptr;

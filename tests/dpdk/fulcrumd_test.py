@@ -84,7 +84,8 @@ class FulcrumdTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0)
         for option, default in [("--shm-prefix", "fulcrum"), ("--tap", "fulcrum0"),
                                 ("--flow-capacity", "1048576"), ("--burst", "32"),
-                                ("--rx-desc", "1024"), ("--exit-when-idle", "-1")]:
+                                ("--rx-desc", "1024"), ("--exit-when-idle", "-1"),
+                                ("--idle-sleep-us", "0")]:
             self.assertIn(option, out.stdout)
             self.assertIn(default, out.stdout)
         for flag in ("--no-tap", "--promiscuous", "--wait-for-snapshot"):
