@@ -68,6 +68,7 @@ void Control::TryAttach(bool log_missing) {
 
 void Control::PollConfig() {
   const ForwardingState* current = shared_->state.load(std::memory_order_acquire);
+  const uint64_t poll_ns = shm::MonotonicNowNs();
   shm::ConfigReader::Result r = reader_->Poll(current ? &current->snapshot() : nullptr);
   if (r.kind == shm::ConfigReader::Result::kNothing) return;
   const uint64_t seen_ns = shm::MonotonicNowNs();
@@ -105,8 +106,10 @@ void Control::PollConfig() {
   const ForwardingState* old = shared_->state.exchange(state->release(), std::memory_order_acq_rel);
   // Workers that loaded `old` finish their burst first: ack and free after the grace period.
   retired_.push_back({old, rte_rcu_qsbr_start(shared_->rcu), r.generation, seen_ns});
-  Log(absl::StrFormat("generation %d: %d VIPs, %d backends; swapping in", r.generation, vips,
-                      backends));
+  Log(absl::StrFormat(
+      "generation %d: %d VIPs, %d backends; copied and checked in %d us, built in %d us; swapping in",
+      r.generation, vips, backends, (seen_ns - poll_ns) / 1000,
+      (shm::MonotonicNowNs() - seen_ns) / 1000));
 }
 
 void Control::Reclaim(bool wait) {
