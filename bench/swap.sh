@@ -2,10 +2,11 @@
 # Config swap latency: publish to acknowledgement of a new generation, p50 / p99 / max over
 # SWAPS swaps of a VIPS-VIP snapshot (each swap changes one backend's weight in one VIP), with
 # fulcrumd forwarding on one worker meanwhile (net_null RX: a packet source that never runs
-# dry). The writer is fulcrum-test-writer; the reference in the same run is the data plane's
-# own build time, printed by the writer as "build".
+# dry). The writer is fulcrum-test-writer; the reference it measures in the same run is its own
+# cost of filling the slot before each publish. fulcrumd's log (/tmp/fulcrum-swap-PID.log)
+# splits each swap into copy-and-check, build, and grace period.
 #
-#   bench/swap.sh [SWAPS=1000] [VIPS=256]          (root: hugepages when free)
+#   bench/swap.sh [SWAPS=1000] [VIPS=256]     (root; BUILD=DIR for another build directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swaps=${1:-1000}
