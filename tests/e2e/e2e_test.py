@@ -242,7 +242,8 @@ class E2E(unittest.TestCase):
     # --- 2 ------------------------------------------------------------------------------------
     def test_2_an_added_backend_takes_new_connections_and_established_ones_stay(self):
         """An apply that adds a backend while keep-alive connections run: they keep their
-        backends; new connections start reaching the new one."""
+        backends; new connections start reaching the new one. `rollback` undoes it: new
+        connections follow the previous table again."""
         tb("add-backend", "4")
         keep = load("keepalive", URL, "--connections", "20", "--duration", "6", background=True)
         time.sleep(2)
@@ -255,10 +256,18 @@ class E2E(unittest.TestCase):
             self.assertEqual(len(c["backends"]), 1, c)
         self.assertEqual(fresh["failed"], 0)
         self.assertGreater(fresh["by_backend"].get("b4", 0), 400 * 0.15, fresh["by_backend"])
+        # One-command rollback: packets follow the previous table again.
+        ctl("rollback")
+        self.wait_healthy(expect=BACKENDS)
+        back = load("new", URL, "--connections", "300", "--concurrency", "8")
+        self.assertEqual(back["failed"], 0)
+        self.assertNotIn("b4", back["by_backend"], back["by_backend"])
+        for b in ("b1", "b2", "b3"):
+            self.assertAlmostEqual(back["by_backend"].get(b, 0), 100, delta=40, msg=back)
         REPORT["add_backend"] = {"keepalive_connections": 20,
                                  "requests": sum(c["requests"] for c in kept["connections"]),
-                                 "new_connections_by_backend": fresh["by_backend"]}
-        self.restore_baseline()
+                                 "new_connections_by_backend": fresh["by_backend"],
+                                 "after_rollback_by_backend": back["by_backend"]}
 
     # --- 3 ------------------------------------------------------------------------------------
     def test_3_a_failed_backend_loses_its_share_and_gets_it_back(self):
