@@ -220,6 +220,9 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--history-limit", opt.history_limit, "generations kept in the state dir")
       ->capture_default_str();
   serve->add_flag("--force", opt.force, "publish the first config even past its guards");
+  serve->add_option("--probe-interface", opt.probe_interface,
+                    "attach the probe program here: health checks with through_tunnel: true "
+                    "leave by it, encapsulated to their backend");
 
   std::string file;
   CLI::App* validate = app.add_subcommand("validate", "check a config file; every error at once");

@@ -36,6 +36,9 @@ struct HealthCheckConfig {
   uint32_t rise = 2;     // consecutive successes that bring a down backend up
   uint32_t fall = 3;     // consecutive failures that take an up backend down
   uint32_t so_mark = 0;  // SO_MARK on probe sockets (0: none)
+  // Probe VIP:port through the tunnel (bpf/probe.h) instead of the backend's own address:
+  // tests the backend's decapsulation and its VIP too. Needs `serve --probe-interface`.
+  bool through_tunnel = false;
 
   friend bool operator==(const HealthCheckConfig&, const HealthCheckConfig&) = default;
 };

@@ -472,7 +472,7 @@ void ParseHealthCheck(Checker& c, const YAML::Node& node, const std::string& pat
                       HealthCheckConfig& h) {
   Section s(c, node, path,
             {"type", "port", "path", "host", "expect_status", "interval_ms", "timeout_ms", "rise",
-             "fall", "so_mark"});
+             "fall", "so_mark", "through_tunnel"});
   if (!s.valid()) return;
   if (auto n = s.Required("type", "tcp (connect) or http (GET), or none")) {
     if (auto i = ReadChoice(c, *n, s.PathOf("type"), {"none", "tcp", "http"})) {
@@ -563,6 +563,16 @@ void ParseHealthCheck(Checker& c, const YAML::Node& node, const std::string& pat
   }
   if (auto n = s.Value("so_mark")) {
     if (auto v = ReadInt(c, *n, s.PathOf("so_mark"), 0, 0xffffffffll)) h.so_mark = uint32_t(*v);
+  }
+  if (auto n = s.Value("through_tunnel")) {
+    if (auto v = ReadChoice(c, *n, s.PathOf("through_tunnel"), {"false", "true"})) {
+      h.through_tunnel = *v == 1;
+    }
+    if (h.through_tunnel && h.so_mark != 0) {
+      c.Error(s.PathOf("so_mark"), s.LineOfValue("so_mark"),
+              "cannot be set with through_tunnel: true, which gives each backend's probes a mark "
+              "of their own: remove so_mark");
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 #include "controlplane/health_checker.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -12,10 +13,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "controlplane/log.h"
 #include "dataplane/shm/segment.h"
 
 namespace fulcrum::controlplane {
@@ -76,7 +79,15 @@ std::vector<ProbeTarget> ProbeTargetsOf(const Config& cfg, const Overrides& over
       if (state == OperatorState::kDisabled) continue;
       const TargetKey key{b.address, CheckPort(v, b)};
       if (!seen.insert(key).second) continue;
-      out.push_back({b.address, key.second, v.health_check});
+      ProbeTarget& t = out.emplace_back();
+      t.address = b.address;
+      t.port = key.second;
+      t.check = v.health_check;
+      if (v.health_check.through_tunnel) {
+        // The first VIP (in config order) that checks this backend this way is the one probed.
+        t.vip = v.address;
+        t.encap = shm::EncapConfigOf(ToSettings(cfg.dataplane));
+      }
     }
   }
   return out;
@@ -121,7 +132,103 @@ void HealthChecker::Wake() {
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
 }
 
+absl::Status HealthChecker::AttachTunnel(const std::string& interface) {
+  std::lock_guard<std::mutex> lock(tunnel_mu_);
+  tunnel_interface_ = interface;
+  return AttachTunnelLocked();
+}
+
+absl::Status HealthChecker::AttachTunnelLocked() {
+  const std::string& name = tunnel_interface_;
+  const unsigned ifindex = if_nametoindex(name.c_str());
+  if (ifindex == 0) {
+    return absl::NotFoundError(absl::StrFormat("probe interface %s: %s", name, strerror(errno)));
+  }
+  // The probe program writes the whole Ethernet header: its source is this interface's.
+  std::ifstream in("/sys/class/net/" + name + "/address");
+  std::string text;
+  std::getline(in, text);
+  unsigned b[6];
+  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) !=
+      6) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("probe interface %s has no Ethernet address", name));
+  }
+  absl::StatusOr<bpf::ProbeEncap> probe = bpf::ProbeEncap::Attach(static_cast<int>(ifindex));
+  if (!probe.ok()) {
+    return absl::Status(probe.status().code(), absl::StrFormat("probe program on %s: %s", name,
+                                                               probe.status().message()));
+  }
+  for (int i = 0; i < 6; ++i) tunnel_mac_[i] = static_cast<uint8_t>(b[i]);
+  probe_ = std::make_unique<bpf::ProbeEncap>(*std::move(probe));
+  tunnel_ifindex_ = ifindex;
+  for (auto& [key, t] : tunnel_targets_) {
+    t.encap.src_mac = tunnel_mac_;
+    (void)probe_->SetTarget(t.mark, t.encap, key.first);  // as SyncTunnel set them before
+  }
+  return absl::OkStatus();
+}
+
+void HealthChecker::ReattachTunnelIfReplaced(uint64_t now_ns) {
+  std::lock_guard<std::mutex> lock(tunnel_mu_);
+  if (tunnel_interface_.empty() || now_ns - tunnel_checked_ns_ < 1000000000ull) return;
+  tunnel_checked_ns_ = now_ns;
+  const unsigned ifindex = if_nametoindex(tunnel_interface_.c_str());
+  if (ifindex == 0 || ifindex == tunnel_ifindex_) return;  // gone (probes fail) or unchanged
+  if (absl::Status st = AttachTunnelLocked(); !st.ok()) {
+    LogLine(absl::StrFormat("health: re-attaching the probe program: %s", st.message()));
+  } else {
+    LogLine(absl::StrFormat("health: %s was replaced; probe program re-attached",
+                            tunnel_interface_));
+  }
+}
+
+void HealthChecker::SyncTunnel(std::vector<ProbeTarget>& targets) {
+  std::lock_guard<std::mutex> lock(tunnel_mu_);
+  std::map<TargetKey, TunnelTarget> kept;
+  for (ProbeTarget& t : targets) {
+    if (!t.check.through_tunnel) continue;
+    if (probe_ == nullptr) {
+      t.local_error = "local error: through_tunnel needs fulcrumctl serve --probe-interface IFACE";
+      continue;
+    }
+    const TargetKey key{t.address, t.port};
+    uint32_t mark = 0;
+    if (auto it = tunnel_targets_.find(key); it != tunnel_targets_.end()) {
+      mark = it->second.mark;
+    } else {
+      // Round robin over 1..65535, skipping marks in use: a number comes back only long after
+      // its target left, so no probe still in flight carries it.
+      std::set<uint32_t> used;
+      for (const auto& [k, e] : tunnel_targets_) used.insert(e.mark);
+      for (const auto& [k, e] : kept) used.insert(e.mark);
+      for (uint32_t tries = 0; tries < 65535 && mark == 0; ++tries) {
+        const uint32_t candidate = kTunnelMarkBase | tunnel_next_mark_;
+        tunnel_next_mark_ = tunnel_next_mark_ == 65535 ? 1 : tunnel_next_mark_ + 1;
+        if (used.count(candidate) == 0) mark = candidate;
+      }
+      if (mark == 0) {
+        t.local_error = "local error: more than 65535 through_tunnel targets";
+        continue;
+      }
+    }
+    EncapConfig encap = t.encap;
+    encap.src_mac = tunnel_mac_;
+    if (absl::Status st = probe_->SetTarget(mark, encap, t.address); !st.ok()) {
+      t.local_error = absl::StrFormat("local error: probe map: %s", st.message());
+      continue;
+    }
+    t.check.so_mark = mark;
+    kept[key] = {mark, encap};
+  }
+  for (const auto& [key, e] : tunnel_targets_) {
+    if (kept.count(key) == 0 && probe_ != nullptr) (void)probe_->RemoveTarget(e.mark);
+  }
+  tunnel_targets_ = std::move(kept);
+}
+
 void HealthChecker::SetTargets(std::vector<ProbeTarget> targets, const HealthMap& initial) {
+  SyncTunnel(targets);
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.emplace(std::move(targets), initial);
@@ -209,7 +316,14 @@ void HealthChecker::StartProbe(uint64_t id, Probe& p, uint64_t now_ns) {
   p.started_ns = now_ns;
   p.response.clear();
   p.sent = 0;
-  const int family = t.address.v6 ? AF_INET6 : AF_INET;
+  if (!t.local_error.empty()) {
+    Finish(id, p, std::nullopt, t.local_error, now_ns);
+    return;
+  }
+  if (t.check.through_tunnel) ReattachTunnelIfReplaced(now_ns);
+  // Through the tunnel the probe is addressed to the VIP; the mark takes it to the backend.
+  const IpAddress& to = t.check.through_tunnel ? t.vip : t.address;
+  const int family = to.v6 ? AF_INET6 : AF_INET;
   p.fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (p.fd < 0) {
     Finish(id, p, std::nullopt, absl::StrFormat("local error: socket: %s", strerror(errno)),
@@ -224,24 +338,24 @@ void HealthChecker::StartProbe(uint64_t id, Probe& p, uint64_t now_ns) {
   }
   sockaddr_storage ss{};
   socklen_t len = 0;
-  if (t.address.v6) {
+  if (to.v6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(t.port);
-    std::memcpy(&a->sin6_addr, t.address.bytes.data(), 16);
+    std::memcpy(&a->sin6_addr, to.bytes.data(), 16);
     len = sizeof(*a);
   } else {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     a->sin_family = AF_INET;
     a->sin_port = htons(t.port);
-    std::memcpy(&a->sin_addr, t.address.bytes.data(), 4);
+    std::memcpy(&a->sin_addr, to.bytes.data(), 4);
     len = sizeof(*a);
   }
   if (t.check.type == CheckType::kHttp) {
     // RFC 9110: an IPv6 literal in Host is bracketed.
     const std::string host = !t.check.host.empty() ? t.check.host
-                             : t.address.v6        ? absl::StrFormat("[%s]", t.address.ToString())
-                                                   : t.address.ToString();
+                             : to.v6        ? absl::StrFormat("[%s]", to.ToString())
+                                                   : to.ToString();
     p.request = absl::StrFormat(
         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fulcrum-health\r\nConnection: close\r\n\r\n",
         t.check.path, host);
@@ -350,6 +464,9 @@ void HealthChecker::Finish(uint64_t id, Probe& p, std::optional<bool> success, s
                            uint64_t now_ns) {
   CloseSocket(p);
   p.phase = Probe::kIdle;
+  if (success.has_value() && p.target.check.through_tunnel) {
+    detail = absl::StrFormat("%s (through the tunnel to %s)", detail, p.target.vip.ToString());
+  }
   bool changed = false;
   if (success.has_value()) changed = p.state.Record(*success);
   {

@@ -17,6 +17,11 @@
 // * A new target starts up (a control plane that restarts must not take backends out); its
 //   first probe runs within min(interval, 1 s), spread so that a large config does not probe
 //   everything at once.
+// * through_tunnel: the probe goes to VIP:port with a mark of the target's own, and the tc
+//   egress program of bpf/probe.h (attached by AttachTunnel to the interface the probes leave
+//   by) encapsulates it to the backend as the data plane would: it passes only if the backend
+//   decapsulates and serves the VIP. Marks are kTunnelMarkBase + 1..65535, one per target,
+//   kept while the target stays.
 #pragma once
 
 #include <atomic>
@@ -31,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "bpf/probe.h"
 #include "controlplane/config.h"
 #include "controlplane/effective_state.h"
 #include "controlplane/health_state.h"
@@ -41,6 +47,11 @@ struct ProbeTarget {
   IpAddress address;
   uint16_t port = 0;
   HealthCheckConfig check;
+  // check.through_tunnel: the probe connects to this VIP address and port, and the probe
+  // program encapsulates it to `address` with these settings (the data plane's own).
+  IpAddress vip;
+  EncapConfig encap;
+  std::string local_error;  // set by the checker: why it cannot probe this target from here
 };
 
 struct TargetStatus {
@@ -71,6 +82,12 @@ class HealthChecker {
   absl::Status Start();
   void Stop();
 
+  // Loads the probe program onto `interface`'s tc egress hook for through_tunnel checks. Until
+  // then (or when it failed) such checks report a local error and count neither way.
+  absl::Status AttachTunnel(const std::string& interface);
+  static constexpr uint32_t kTunnelMarkBase = 0xf1c00000;
+  static constexpr uint32_t kTunnelMarkMask = 0xffff0000;
+
   // Replaces the targets. A target that stays keeps its state; a new one starts with its
   // health from `initial` (up when absent).
   void SetTargets(std::vector<ProbeTarget> targets, const HealthMap& initial);
@@ -89,12 +106,34 @@ class HealthChecker {
   void Schedule(uint64_t id, Probe& p, uint64_t when_ns);
   void CloseSocket(Probe& p);
   void Wake();
+  // Gives each through_tunnel target its mark and the probe map its encapsulation; the
+  // targets it cannot serve get a local error. On the caller's thread, before the checker
+  // sees the targets, so no probe ever leaves with a mark the map does not know yet.
+  void SyncTunnel(std::vector<ProbeTarget>& targets);
 
   std::function<void()> on_change_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+
+  // Re-attaches the probe program when its interface was replaced (fulcrumd's TAP comes back
+  // with a new ifindex after a restart), at most once a second; on the checker's thread.
+  void ReattachTunnelIfReplaced(uint64_t now_ns);
+  absl::Status AttachTunnelLocked();
+
+  struct TunnelTarget {
+    uint32_t mark;
+    EncapConfig encap;
+  };
+  std::mutex tunnel_mu_;  // guards everything tunnel_ below and probe_
+  std::string tunnel_interface_;
+  unsigned tunnel_ifindex_ = 0;
+  MacAddress tunnel_mac_{};
+  std::unique_ptr<bpf::ProbeEncap> probe_;
+  std::map<TargetKey, TunnelTarget> tunnel_targets_;
+  uint32_t tunnel_next_mark_ = 1;
+  uint64_t tunnel_checked_ns_ = 0;
 
   mutable std::mutex mu_;  // guards pending_, status_
   std::optional<std::pair<std::vector<ProbeTarget>, HealthMap>> pending_;

@@ -283,6 +283,9 @@ absl::Status Server::Start() {
     health_dirty_ = true;
     cv_.notify_all();
   });
+  if (!opt_.probe_interface.empty()) {
+    if (absl::Status s = health_->AttachTunnel(opt_.probe_interface); !s.ok()) return s;
+  }
   if (absl::Status s = health_->Start(); !s.ok()) return s;
   {
     std::lock_guard<std::mutex> change(change_mu_);

@@ -58,6 +58,7 @@ struct ServerOptions {
   uint32_t ack_timeout_ms = 3000;
   size_t history_limit = 1000;
   bool force = false;  // the first config past its guards
+  std::string probe_interface;  // where through_tunnel probes leave (empty: no such checks)
 };
 
 class Server {

@@ -32,18 +32,10 @@ absl::StatusOr<std::unique_ptr<ForwardingState>> ForwardingState::Build(shm::Sna
   st->icmp_rate_pps_ = set.icmp_rate_pps;
   std::memcpy(st->gateway_mac_.data(), set.gateway_mac, 6);
 
-  EncapConfig encap;
+  EncapConfig encap = shm::EncapConfigOf(set);
   encap.src_mac = kPlaceholderMac;
-  encap.gateway_mac = st->gateway_mac_;
-  encap.ttl = set.ttl;
-  encap.type = set.encap == shm::EncapKindSetting::kGue ? EncapType::kGue : EncapType::kIpip;
-  encap.gue_port = set.gue_port;
-  if ((set.flags & shm::kSettingsHasSourceV4) != 0) {
-    st->source_v4_ = encap.source_v4 = ToIp(set.source_v4, false);
-  }
-  if ((set.flags & shm::kSettingsHasSourceV6) != 0) {
-    st->source_v6_ = encap.source_v6 = ToIp(set.source_v6, true);
-  }
+  st->source_v4_ = encap.source_v4;
+  st->source_v6_ = encap.source_v6;
 
   std::vector<VipKey> keys;
   keys.reserve(snapshot.vips.size());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dataplane/core/encap.h"
 #include "dataplane/core/ip_address.h"
 #include "dataplane/shm/abi.h"
 
@@ -87,5 +88,10 @@ struct Verdict {
 // reader reused them from an earlier validated snapshot for a VIP with identical backend
 // records. Checksums and digests are the copy's business (ConfigReader).
 Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted = nullptr);
+
+// The encapsulation settings of a snapshot, as the data plane builds its outer headers from
+// them (the control plane's probes through the tunnel use the same). src_mac is left zero: the
+// sender fills in its port's own address.
+EncapConfig EncapConfigOf(const SnapshotSettings& settings);
 
 }  // namespace fulcrum::shm

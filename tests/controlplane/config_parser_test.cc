@@ -92,6 +92,13 @@ TEST(ConfigParser, JsonIsAcceptedAsYaml) {
   EXPECT_TRUE(p.ok()) << FormatErrors("json", p.errors);
 }
 
+TEST(ConfigParser, ThroughTunnelParses) {
+  const ParsedConfig p = ParseConfig(Edit("fall: 3 }", "fall: 3, through_tunnel: true }"));
+  ASSERT_TRUE(p.errors.empty()) << p.errors[0].message;
+  EXPECT_TRUE(p.config.vips[0].health_check.through_tunnel);
+  EXPECT_FALSE(ParseConfig(kGood).config.vips[0].health_check.through_tunnel);
+}
+
 struct BadCase {
   std::string name;
   std::string yaml;
@@ -262,6 +269,11 @@ std::vector<BadCase> BadCases() {
       {"HealthCheckIntervalTooShort", Edit("interval_ms: 1000", "interval_ms: 10"),
        "vips[0].health_check.interval_ms", "100 to 3600000"},
       {"HealthCheckRiseZero", Edit("rise: 2", "rise: 0"), "vips[0].health_check.rise", "1 to 100"},
+      {"HealthCheckThroughTunnelNotABool", Edit("fall: 3 }", "fall: 3, through_tunnel: yes }"),
+       "vips[0].health_check.through_tunnel", "one of false, true"},
+      {"HealthCheckThroughTunnelWithSoMark",
+       Edit("fall: 3 }", "fall: 3, so_mark: 7, through_tunnel: true }"),
+       "vips[0].health_check.so_mark", "through_tunnel"},
       {"HealthCheckPathWithoutSlash", Edit("path: /,", "path: health,"),
        "vips[0].health_check.path", "starting with '/'"},
       {"HealthCheckPathOnTcp", Edit("type: http", "type: tcp"), "vips[0].health_check.path",

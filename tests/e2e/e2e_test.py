@@ -26,6 +26,8 @@ BACKENDS = ["10.10.2.11", "10.10.2.12", "10.10.2.13"]
 HEALTH = {"type": "http", "port": 80, "path": "/", "interval_ms": 500, "timeout_ms": 300,
           "rise": 2, "fall": 2}
 REPORT = {}
+# fulcrumctl serve's flags; through_tunnel probes leave by fulcrumd's TAP (the host's interface).
+CTL_FLAGS = ["--metrics", "off", "--stats-interval", "200ms", "--probe-interface", TB + "-tap"]
 
 
 def sh(*args, check=True, timeout=120, **kw):
@@ -154,6 +156,11 @@ def link_packets(namespace, dev):
     return int(out[0]), int(out[1])
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def generation():
     return ctl_json("status")["controlplane"]["published_generation"]
 
@@ -165,8 +172,7 @@ class E2E(unittest.TestCase):
         tb("up", "3")
         tb("start-fulcrumd")
         GATEWAY_MAC[0] = tb("router-mac").stdout.strip()
-        tb("start-ctl", write_config(config(extra_vips=[UDP_VIP, V6_VIP])), "--metrics", "off",
-           "--stats-interval", "200ms")
+        tb("start-ctl", write_config(config(extra_vips=[UDP_VIP, V6_VIP])), *CTL_FLAGS)
         cls.wait_healthy()
 
     @classmethod
@@ -380,8 +386,7 @@ class E2E(unittest.TestCase):
         during = finish(proc)
         self.assertEqual(during["failed"], 0, during["failures"][:5])
         os.unlink(TB_DIR + "/ctl.sock")
-        tb("start-ctl", os.path.join(TB_DIR, "web.yaml"), "--metrics", "off",
-           "--stats-interval", "200ms")
+        tb("start-ctl", os.path.join(TB_DIR, "web.yaml"), *CTL_FLAGS)
         self.wait_healthy()
         self.assertEqual(generation(), generation_before, "resumed, nothing republished")
         REPORT["restarts"] = {"fulcrumd_back_after_s": round(back, 2),
@@ -487,6 +492,90 @@ print(json.dumps(seen))""" % (VIP, VIP))
         REPORT["udp_ipv6_icmp"] = {"udp_by_backend": by_backend, "ipv6_by_backend": v6["by_backend"],
                                    "icmp_reached": probe["backend"]}
 
+    # --- 10 -----------------------------------------------------------------------------------
+    def test_10_a_check_through_the_tunnel_sees_a_backend_that_stopped_decapsulating(self):
+        """A backend whose decapsulator is gone still answers on its own address, so a plain
+        check keeps it in while its share of client connections fails. With through_tunnel the
+        probe travels the tunnel to the VIP (marked, encapsulated by the probe program on the
+        LB host's interface) and the backend is taken out; back in when it decapsulates again.
+        The same after fulcrumd restarts: its TAP, the program's interface, is replaced, and
+        the checker re-attaches the program by itself."""
+        self.wait_healthy()
+        self.route_probes()
+        decap = os.path.join(BUILD, "bpf", "fulcrum-decap")
+
+        def break_b3():
+            ns("b3", decap, "detach", TB + "-e3")
+
+        def fix_b3():
+            ns("b3", decap, "attach", TB + "-e3", "--mode", "xdp", "--address", BACKENDS[2],
+               "fd00:2::13", "--gue-port", "6080")
+
+        break_b3()
+        try:
+            time.sleep(HEALTH["interval_ms"] * HEALTH["fall"] / 1000 + 1)
+            health = {b["name"]: b["health"] for v in ctl_json("status")["vips"]
+                      if v["name"] == "web" for b in v["backends"]}
+            self.assertEqual(health[BACKENDS[2]], "up", "a plain check cannot see it")
+            harm = load("new", URL, "--connections", "90", "--concurrency", "30")
+            self.assertGreater(harm["failed"], 10, "its share of the connections fail")
+            with_tunnel = json.loads(config(extra_vips=[UDP_VIP, V6_VIP]))
+            for v in with_tunnel["vips"]:
+                v["health_check"] = dict(v["health_check"], through_tunnel=True)
+            apply(json.dumps(with_tunnel), "--force")
+            start = time.monotonic()
+            self.wait_healthy(expect=BACKENDS[:2], timeout=10)
+            detected = time.monotonic() - start
+            fresh = load("new", URL, "--connections", "300", "--concurrency", "8")
+            self.assertEqual(fresh["failed"], 0, fresh["failures"][:5])
+            self.assertNotIn("b3", fresh["by_backend"])
+        finally:
+            fix_b3()
+        self.wait_healthy(expect=BACKENDS)
+        back = load("new", URL, "--connections", "300", "--concurrency", "8")
+        self.assertEqual(back["failed"], 0)
+        self.assertGreater(back["by_backend"].get("b3", 0), 50, back["by_backend"])
+        for v in ctl_json("status")["vips"]:
+            for b in v["backends"]:
+                self.assertIn("through the tunnel to ", b["health_detail"])
+
+        # fulcrumd restarts: a new TAP. The checker re-attaches the probe program to it.
+        with open(TB_DIR + "/fulcrumd.pid") as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGTERM)
+        self.wait_gone(pid)
+        tb("start-fulcrumd")
+        self.route_probes()
+        deadline = time.monotonic() + 10
+        while "probe program re-attached" not in read(TB_DIR + "/fulcrumctl.log"):
+            self.assertLess(time.monotonic(), deadline, "the probe program was not re-attached")
+            time.sleep(0.2)
+        self.wait_healthy(expect=BACKENDS)
+        break_b3()
+        try:
+            self.wait_healthy(expect=BACKENDS[:2], timeout=10)
+        finally:
+            fix_b3()
+        self.wait_healthy(expect=BACKENDS)
+        REPORT["through_tunnel"] = {"failed_with_plain_check": harm["failed"],
+                                    "taken_out_after_s": round(detected, 2),
+                                    "new_by_backend_while_out": fresh["by_backend"],
+                                    "new_by_backend_after": back["by_backend"]}
+        self.restore_baseline()
+        ns("lb", "ip", "route", "del", "unreachable", VIP + "/32")
+
+    @staticmethod
+    def route_probes():
+        """The probes' route (docs/bpf.md): marked packets to the VIP out of the TAP; unmarked
+        ones unroutable, so a probe that missed the program cannot pass another way. The
+        table-100 route goes with the TAP when fulcrumd stops."""
+        ns("lb", "ip", "rule", "del", "fwmark", "0xf1c00000/0xffff0000", "table", "100",
+           check=False)
+        for cmd in (["ip", "rule", "add", "fwmark", "0xf1c00000/0xffff0000", "table", "100"],
+                    ["ip", "route", "replace", VIP + "/32", "via", "10.10.3.1", "dev", TB + "-tap",
+                     "table", "100"],
+                    ["ip", "route", "replace", "unreachable", VIP + "/32"]):
+            ns("lb", *cmd)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
