@@ -216,7 +216,8 @@ class E2E(unittest.TestCase):
     # --- 1 ------------------------------------------------------------------------------------
     def test_1_three_thousand_connections_spread_evenly_with_direct_server_return(self):
         """3000 new HTTP connections all succeed; each of three equal backends serves within
-        10 % of a third (access logs); the load balancer never sees reply traffic."""
+        10 % of a third (access logs); the load balancer never sees reply traffic. The LB host
+        answers ping through the TAP exception path."""
         reset_logs()
         before = stats()["counters"]
         c_tx0, c_rx0 = link_packets("c", TB + "-c0")
@@ -238,6 +239,13 @@ class E2E(unittest.TestCase):
         self.assertGreaterEqual(lb_rx - to_kernel, 0.99 * client_tx)
         self.assertLess(to_kernel, 0.05 * client_tx)
         self.assertGreater(client_rx, 0.5 * client_tx, "the replies reached the client")
+        # The host itself stays reachable through fulcrumd's exception path: ARP for the
+        # router and ping from the client reach the kernel by the TAP and come back.
+        before_kernel = stats()["counters"]["to_kernel"]
+        ping = ns("c", "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.10.3.2", check=False)
+        self.assertEqual(ping.returncode, 0, ping.stdout + ping.stderr)
+        self.assertIn("3 received", ping.stdout)
+        self.assertGreaterEqual(stats()["counters"]["to_kernel"] - before_kernel, 3)
         REPORT["spread"] = {"connections": 3000, "per_backend": counts,
                             "seconds": result["seconds"],
                             "connections_per_second": round(3000 / result["seconds"]),
