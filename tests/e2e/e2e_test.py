@@ -216,8 +216,9 @@ class E2E(unittest.TestCase):
     # --- 1 ------------------------------------------------------------------------------------
     def test_1_three_thousand_connections_spread_evenly_with_direct_server_return(self):
         """3000 new HTTP connections all succeed; each of three equal backends serves within
-        10 % of a third (access logs); the load balancer never sees reply traffic. The LB host
-        answers ping through the TAP exception path."""
+        10 % of a third (access logs); the load balancer never sees reply traffic. `lookup`
+        agrees with the backend that served each connection. The LB host answers ping through
+        the TAP exception path."""
         reset_logs()
         before = stats()["counters"]
         c_tx0, c_rx0 = link_packets("c", TB + "-c0")
@@ -239,6 +240,15 @@ class E2E(unittest.TestCase):
         self.assertGreaterEqual(lb_rx - to_kernel, 0.99 * client_tx)
         self.assertLess(to_kernel, 0.05 * client_tx)
         self.assertGreater(client_rx, 0.5 * client_tx, "the replies reached the client")
+        # `fulcrumctl lookup` names the backend fulcrumd chose: the access logs say which
+        # client port each backend served.
+        for i, b in enumerate(("b1", "b2", "b3")):
+            with open(os.path.join(TB_DIR, b + ".log")) as f:
+                # (the health checks, from the LB host's own address, are logged too)
+                ports = [w[1] for w in map(str.split, f) if w[0] == "10.10.1.2"][:40]
+            for port in ports:
+                answer = ctl_json("lookup", "web", "tcp", "10.10.1.2", port)
+                self.assertEqual(answer["backend"]["address"], BACKENDS[i], (b, port, answer))
         # The host itself stays reachable through fulcrumd's exception path: ARP for the
         # router and ping from the client reach the kernel by the TAP and come back.
         before_kernel = stats()["counters"]["to_kernel"]
