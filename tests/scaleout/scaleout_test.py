@@ -179,6 +179,7 @@ class KeepAlive:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 def host_of(hop):
