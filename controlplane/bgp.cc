@@ -112,8 +112,7 @@ std::string RenderBirdConfig(const BgpConfig& bgp, const std::string& host_name,
   return out;
 }
 
-absl::Status BirdCommand(const std::string& socket_path, std::string_view command,
-                         int timeout_ms) {
+absl::Status BirdCommand(const std::string& socket_path, std::string_view command, int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -126,9 +125,8 @@ absl::Status BirdCommand(const std::string& socket_path, std::string_view comman
   if (s.fd < 0) return ErrnoStatus(errno, "socket", socket_path);
   if (connect(s.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int err = errno;
-    return absl::UnavailableError(absl::StrFormat(
-        "connect %s: %s (is bird running with -s %s?)", socket_path, std::strerror(err),
-        socket_path));
+    return absl::UnavailableError(absl::StrFormat("connect %s: %s (is bird running with -s %s?)",
+                                                  socket_path, std::strerror(err), socket_path));
   }
   // BIRD's replies are lines "NNNN-text" (more follow), " text" (continuation) or "NNNN text"
   // (the last). 0xxx is success, 8xxx and 9xxx are errors (BIRD's doc/reply_codes).
@@ -167,8 +165,8 @@ absl::Status BirdCommand(const std::string& socket_path, std::string_view comman
       }
       buffer.append(chunk, static_cast<size_t>(n));
       if (buffer.size() > (1 << 20)) {
-        return absl::InternalError(absl::StrFormat("BIRD at %s sent an endless reply",
-                                                   socket_path));
+        return absl::InternalError(
+            absl::StrFormat("BIRD at %s sent an endless reply", socket_path));
       }
     }
   };
@@ -295,9 +293,9 @@ nlohmann::json Announcer::StatusJson() const {
     std::string text;
     if (!in_sync) {
       state = "unknown";
-      text = absl::StrCat("bgp speaker unreachable: ",
-                          last_error_.empty() ? "not told yet" : last_error_, " (wanted: ",
-                          a.announce ? "announced" : "withdrawn: " + a.reason, ")");
+      text = absl::StrCat(
+          "bgp speaker unreachable: ", last_error_.empty() ? "not told yet" : last_error_,
+          " (wanted: ", a.announce ? "announced" : "withdrawn: " + a.reason, ")");
     } else if (a.announce) {
       state = "announced";
       text = "announced";
@@ -322,9 +320,9 @@ nlohmann::json Announcer::StatusJson() const {
             {"include_file", include_file_},
             {"reachable", last_error_.empty() && told_.has_value()},
             {"error", last_error_},
-            {"last_configured_unix_ms",
-             last_configured_unix_ms_ != 0 ? nlohmann::json(last_configured_unix_ms_)
-                                           : nlohmann::json(nullptr)},
+            {"last_configured_unix_ms", last_configured_unix_ms_ != 0
+                                            ? nlohmann::json(last_configured_unix_ms_)
+                                            : nlohmann::json(nullptr)},
             {"configures", configures_},
             {"failures", failures_}}},
           {"vips", vips}};

@@ -64,8 +64,7 @@ std::string RenderBirdConfig(const BgpConfig& bgp, const std::string& host_name,
 // refuses the configuration, DeadlineExceeded after `timeout_ms`.
 absl::Status BirdConfigure(const std::string& socket_path, int timeout_ms);
 // Any one-line command; an empty one only checks that BIRD greets.
-absl::Status BirdCommand(const std::string& socket_path, std::string_view command,
-                         int timeout_ms);
+absl::Status BirdCommand(const std::string& socket_path, std::string_view command, int timeout_ms);
 
 // The host's entry, or NotFound naming the hosts the config has.
 absl::StatusOr<const BgpHostConfig*> FindBgpHost(const BgpConfig& bgp, const std::string& host);

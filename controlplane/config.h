@@ -102,7 +102,7 @@ struct WatchConfig {
 
 // One Fulcrum host's BGP session(s): its entry in bgp.hosts, picked by `serve --host`.
 struct BgpHostConfig {
-  IpAddress router_id;                   // IPv4, as BGP wants it
+  IpAddress router_id;                     // IPv4, as BGP wants it
   std::optional<IpAddress> local_address;  // the sessions' source; BIRD picks when absent
   std::vector<IpAddress> peers;            // the routers this host talks BGP to
   std::optional<IpAddress> next_hop;       // IPv4 VIPs' next hop; default local_address

@@ -760,8 +760,8 @@ std::optional<std::string> ReadPath(Checker& c, const YAML::Node& n, const std::
   return text;
 }
 
-std::optional<IpAddress> ReadFamilyAddress(Checker& c, const YAML::Node& n,
-                                           const std::string& path, bool v6) {
+std::optional<IpAddress> ReadFamilyAddress(Checker& c, const YAML::Node& n, const std::string& path,
+                                           bool v6) {
   auto ip = ReadAddress(c, n, path);
   if (ip && ip->v6 != v6) {
     c.Error(path, n,
@@ -799,8 +799,7 @@ void ParseBgpHost(Checker& c, const YAML::Node& node, const std::string& path, B
         const std::string pi = absl::StrFormat("%s[%d]", p, i);
         if (auto ip = ReadAddress(c, (*n)[i], pi)) {
           if (std::find(h.peers.begin(), h.peers.end(), *ip) != h.peers.end()) {
-            c.Error(pi, (*n)[i],
-                    absl::StrFormat("%s is listed twice: keep one", ip->ToString()));
+            c.Error(pi, (*n)[i], absl::StrFormat("%s is listed twice: keep one", ip->ToString()));
           } else {
             h.peers.push_back(*ip);
           }
@@ -933,8 +932,7 @@ void CheckBgpFamilies(Checker& c, const Config& cfg, int bgp_line) {
         c.Error(hp + ".peers", bgp_line,
                 absl::StrFormat("has no %s router: vips[%d] (%s, %s) is %s and is announced over "
                                 "a session of its own family; add an %s peer",
-                                family, index, vip->name, vip->address.ToString(), family,
-                                family));
+                                family, index, vip->name, vip->address.ToString(), family, family));
       }
       const std::optional<IpAddress>& hop = v6 ? h.next_hop6 : h.next_hop;
       const bool local_fits = h.local_address.has_value() && h.local_address->v6 == v6;

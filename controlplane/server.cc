@@ -1729,8 +1729,8 @@ AnnounceInput Server::GatherAnnounceInput(std::optional<BgpConfig>& bgp) const {
   if (r.pid == 0 || r.heartbeat_ns == 0) {
     in.dataplane_detail = "no fulcrumd has attached to the config segment";
   } else if (age >= kBgpDeadNs) {
-    in.dataplane_detail =
-        absl::StrFormat("fulcrumd pid %d has not sent a heartbeat for %.1f s", r.pid, double(age) / 1e9);
+    in.dataplane_detail = absl::StrFormat("fulcrumd pid %d has not sent a heartbeat for %.1f s",
+                                          r.pid, double(age) / 1e9);
   } else if (age >= kBgpExitedNs && !ProcessExists(r.pid)) {
     in.dataplane_detail = absl::StrFormat("fulcrumd pid %d has exited", r.pid);
   } else {

@@ -195,10 +195,11 @@ json BuildStatus(const StatusInput& in) {
         }
         if (announcement.is_object() && announcement["state"] == "withdrawn" &&
             announcement["reason"] != "shutting down") {
-          alerts.push_back({"withdrawn", v.config.name,
-                            absl::StrFormat("%s: this host withdraws %s from BGP: %s",
-                                            v.config.name, announcement["address"].get<std::string>(),
-                                            announcement["reason"].get<std::string>())});
+          alerts.push_back(
+              {"withdrawn", v.config.name,
+               absl::StrFormat("%s: this host withdraws %s from BGP: %s", v.config.name,
+                               announcement["address"].get<std::string>(),
+                               announcement["reason"].get<std::string>())});
         }
       }
       json jv = {{"name", v.config.name},

@@ -41,7 +41,7 @@ struct StatusInput {
   std::map<TargetKey, TargetStatus> health;
   std::vector<Alert> extra_alerts;  // from the server: rollbacks, history warnings
   nlohmann::json controlplane = nlohmann::json::object();  // pid, prefix, watch, metrics
-  nlohmann::json bgp = nlohmann::json(nullptr);              // Announcer::StatusJson()
+  nlohmann::json bgp = nlohmann::json(nullptr);            // Announcer::StatusJson()
 };
 
 // A data plane whose heartbeat is older than this is not attached.

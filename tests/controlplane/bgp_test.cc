@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <functional>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -161,9 +161,10 @@ INSTANTIATE_TEST_SUITE_P(All, BadBgpConfig, ::testing::ValuesIn(BadBgpCases()),
                          [](const auto& p) { return p.param.name; });
 
 TEST(BgpConfig, AnIpv6VipNeedsAnIpv6PeerOnEveryHost) {
-  const std::string v6 = ReplaceOnce(kBase, "  gateway_mac:", "  source_ipv6: fd00:3::2\n  gateway_mac:") +
-                         "  - name: web6\n    address: fd00:10::100\n    port: 80\n"
-                         "    backends:\n      - { address: fd00:2::11 }\n";
+  const std::string v6 =
+      ReplaceOnce(kBase, "  gateway_mac:", "  source_ipv6: fd00:3::2\n  gateway_mac:") +
+      "  - name: web6\n    address: fd00:10::100\n    port: 80\n"
+      "    backends:\n      - { address: fd00:2::11 }\n";
   const ParsedConfig p = ParseConfig(v6 + kBgp);
   ASSERT_FALSE(p.ok());
   ASSERT_EQ(p.errors.size(), 2u) << FormatErrors("t", p.errors);
@@ -226,8 +227,7 @@ TEST(DecideAnnouncements, EachReasonWithdrawsEveryVipInOrderOfPrecedence) {
        "data plane not alive: fulcrumd pid 7 has exited"},
       {"nothing published", [](AnnounceInput& in) { in.generation = 0; },
        "no generation published yet"},
-      {"unacknowledged",
-       [](AnnounceInput& in) { in.acked_generation = 11; },
+      {"unacknowledged", [](AnnounceInput& in) { in.acked_generation = 11; },
        "generation 12 not acknowledged (the data plane runs 11)"},
   };
   for (const Case& c : cases) {
@@ -261,10 +261,11 @@ TEST(DecideAnnouncements, AnAckInFlightKeepsAnnouncedVipsAndDoesNotAnnounceNewOn
 TEST(RenderBirdConfig, IsTheStaticRoutesAndSessionsBirdNeeds) {
   const ParsedConfig p = ParseConfig(std::string(kBase) + kBgp);
   ASSERT_TRUE(p.ok());
-  const std::string text = RenderBirdConfig(*p.config.bgp, "lb1", p.config.bgp->hosts.at("lb1"),
-                                            {Ip("10.10.0.100"), Ip("10.10.0.53"),
-                                             Ip("10.10.0.100"), Ip("fd00:10::100")});
-  EXPECT_EQ(text, R"(# Written by fulcrumctl serve for host lb1: the VIPs this host announces and its BGP
+  const std::string text = RenderBirdConfig(
+      *p.config.bgp, "lb1", p.config.bgp->hosts.at("lb1"),
+      {Ip("10.10.0.100"), Ip("10.10.0.53"), Ip("10.10.0.100"), Ip("fd00:10::100")});
+  EXPECT_EQ(text,
+            R"(# Written by fulcrumctl serve for host lb1: the VIPs this host announces and its BGP
 # sessions (docs/controlplane.md "BGP"). Rewritten whenever they change; do not edit.
 router id 10.10.3.2;
 
@@ -386,8 +387,9 @@ TEST(BirdConfigure, NothingListeningIsUnavailableAndSaysWhere) {
 }
 
 TEST(BirdConfigure, ARefusedConfigurationCarriesBirdsMessage) {
-  FakeBird bird("0002-Reading configuration from /etc/bird/bird.conf\n"
-                "8002 /etc/bird/fulcrum.conf:3:1 syntax error\n");
+  FakeBird bird(
+      "0002-Reading configuration from /etc/bird/bird.conf\n"
+      "8002 /etc/bird/fulcrum.conf:3:1 syntax error\n");
   const absl::Status s = BirdConfigure(bird.path(), 2000);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("refused 'configure'"));
