@@ -299,6 +299,14 @@ nlohmann::json Announcer::StatusJson() const {
     } else if (a.announce) {
       state = "announced";
       text = "announced";
+    } else if (auto by = std::find_if(
+                   decisions_.begin(), decisions_.end(),
+                   [&](const Announcement& o) { return o.announce && o.address == a.address; });
+               by != decisions_.end()) {
+      // BGP announces addresses: another VIP on this address keeps it, and with it this VIP's
+      // traffic. Say so rather than claim a withdrawal that did not happen.
+      state = "announced";
+      text = absl::StrCat("announced for ", by->name, " (", a.name, " itself: ", a.reason, ")");
     } else {
       state = "withdrawn";
       text = absl::StrCat("withdrawn: ", a.reason);

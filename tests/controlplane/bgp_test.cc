@@ -459,6 +459,24 @@ TEST(Announcer, AnUnreachableSpeakerIsReportedWithWhatWasWanted) {
   unlink(include.c_str());
 }
 
+TEST(Announcer, AVipSharingAnAnnouncedAddressIsShownAsAnnouncedForTheOther) {
+  FakeBird bird("0003 Reconfigured\n");
+  const std::string include = absl::StrFormat("/tmp/fulcrum-bgp-test-s%d.conf", getpid());
+  ParsedConfig p = ParseConfig(std::string(kBase) + kBgp);
+  ASSERT_TRUE(p.ok());
+  p.config.bgp->hosts.at("lb1").bird_socket = bird.path();
+  p.config.bgp->hosts.at("lb1").include_file = include;
+  Announcer announcer("lb1");
+  AnnounceInput in = Serving();
+  in.vips[1].address = in.vips[0].address;  // dns on web's address, with no healthy backend
+  announcer.Tick(p.config.bgp, in);
+  const nlohmann::json st = announcer.StatusJson();
+  EXPECT_EQ(st["vips"][1]["state"], "announced");
+  EXPECT_EQ(st["vips"][1]["announce"], false);
+  EXPECT_EQ(st["vips"][1]["text"], "announced for web (dns itself: no healthy backend)");
+  unlink(include.c_str());
+}
+
 TEST(Announcer, WithoutABgpSectionNothingIsToldAndStatusSaysNotConfigured) {
   Announcer announcer("lb1");
   announcer.Tick(std::nullopt, Serving());
