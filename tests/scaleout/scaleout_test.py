@@ -191,13 +191,17 @@ class ScaleOut(unittest.TestCase):
     def setUpClass(cls):
         bed("down", check=False)
         start = time.monotonic()
-        bed("up", str(len(HOSTS)), str(len(BACKENDS)))
-        path = config()
-        for i in HOSTS:
-            bed("start-fulcrumd", str(i))
-            bed("start-ctl", str(i), path)
-            bed("start-bird", str(i))
-        took = wait_next_hops({addr(i) for i in HOSTS}, 30)
+        try:
+            bed("up", str(len(HOSTS)), str(len(BACKENDS)))
+            path = config()
+            for i in HOSTS:
+                bed("start-fulcrumd", str(i))
+                bed("start-ctl", str(i), path)
+                bed("start-bird", str(i))
+            took = wait_next_hops({addr(i) for i in HOSTS}, 30)
+        except BaseException:
+            bed("down", check=False)  # unittest skips tearDownClass when setUpClass fails
+            raise
         REPORT["setup_s"] = round(time.monotonic() - start, 2)
         REPORT["first_announcement_s"] = round(took, 2)
 
