@@ -172,6 +172,10 @@ int Serve(ServerOptions opt, const std::string& stats_interval, const std::strin
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+  if (opt.host.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0) opt.host = name;
+  }
   Server server(opt);
   if (absl::Status s = server.Start(); !s.ok()) {
     std::cerr << "fulcrumctl serve: " << s.message() << std::endl;
@@ -223,6 +227,8 @@ int RunCli(int argc, char** argv) {
   serve->add_option("--probe-interface", opt.probe_interface,
                     "attach the probe program here: health checks with through_tunnel: true "
                     "leave by it, encapsulated to their backend");
+  serve->add_option("--host", opt.host,
+                    "this host's entry in the config's bgp.hosts (default: the hostname)");
 
   std::string file;
   CLI::App* validate = app.add_subcommand("validate", "check a config file; every error at once");

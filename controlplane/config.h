@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -102,10 +103,39 @@ struct WatchConfig {
   friend bool operator==(const WatchConfig&, const WatchConfig&) = default;
 };
 
+// One Fulcrum host's BGP session(s): its entry in bgp.hosts, picked by `serve --host`.
+struct BgpHostConfig {
+  IpAddress router_id;                     // IPv4, as BGP wants it
+  std::optional<IpAddress> local_address;  // the sessions' source; BIRD picks when absent
+  std::vector<IpAddress> peers;            // the routers this host talks BGP to
+  std::optional<IpAddress> next_hop;       // IPv4 VIPs' next hop; default local_address
+  std::optional<IpAddress> next_hop6;      // IPv6 VIPs' next hop; default local_address
+  std::string bird_socket;                 // "" : bgp.bird_socket
+  std::string include_file;                // "" : bgp.include_file
+
+  friend bool operator==(const BgpHostConfig&, const BgpHostConfig&) = default;
+};
+
+// The optional `bgp` section: the control plane announces each VIP through a BIRD 2 on the
+// same host while the host can serve it (bgp.h). Cluster-wide values, and one entry per host.
+struct BgpConfig {
+  uint32_t local_asn = 0;
+  uint32_t peer_asn = 0;
+  uint32_t hold_time_s = 9;
+  uint32_t keepalive_s = 0;  // 0: hold_time_s / 3
+  uint32_t connect_retry_s = 5;
+  std::string bird_socket = "/run/bird/bird.ctl";
+  std::string include_file = "/etc/bird/fulcrum.conf";
+  std::map<std::string, BgpHostConfig> hosts;
+
+  friend bool operator==(const BgpConfig&, const BgpConfig&) = default;
+};
+
 struct Config {
   DataplaneConfig dataplane;
   WatchConfig watch;
   std::vector<VipConfig> vips;
+  std::optional<BgpConfig> bgp;
 
   friend bool operator==(const Config&, const Config&) = default;
 };

@@ -742,6 +742,220 @@ void ParseVip(Checker& c, const YAML::Node& node, const std::string& path, VipCo
   }
 }
 
+// --- bgp -------------------------------------------------------------------------------------
+
+bool ValidHostName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  if (!absl::ascii_isalnum(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+           ch == '.';
+  });
+}
+
+// An absolute path without characters that would end a BIRD string or a line.
+std::optional<std::string> ReadPath(Checker& c, const YAML::Node& n, const std::string& path) {
+  auto text = ReadString(c, n, path);
+  if (!text) return std::nullopt;
+  const bool printable = std::all_of(text->begin(), text->end(), [](char ch) {
+    return static_cast<unsigned char>(ch) > ' ' && ch != '"' && ch != '\\' && ch != 0x7f;
+  });
+  if (text->empty() || (*text)[0] != '/' || !printable || text->size() > 107) {
+    c.Error(path, n,
+            absl::StrFormat("must be an absolute path (starting with '/', at most 107 "
+                            "characters, no spaces or quotes), got %s",
+                            Describe(n)));
+    return std::nullopt;
+  }
+  return text;
+}
+
+std::optional<IpAddress> ReadFamilyAddress(Checker& c, const YAML::Node& n, const std::string& path,
+                                           bool v6) {
+  auto ip = ReadAddress(c, n, path);
+  if (ip && ip->v6 != v6) {
+    c.Error(path, n,
+            absl::StrFormat("must be an %s address, got the %s address '%s'", v6 ? "IPv6" : "IPv4",
+                            v6 ? "IPv4" : "IPv6", n.Scalar()));
+    return std::nullopt;
+  }
+  return ip;
+}
+
+void ParseBgpHost(Checker& c, const YAML::Node& node, const std::string& path, BgpHostConfig& h) {
+  Section s(c, node, path,
+            {"router_id", "local_address", "peers", "next_hop", "next_hop6", "bird_socket",
+             "include_file"});
+  if (!s.valid()) return;
+  if (auto n = s.Required("router_id",
+                          "this host's BGP router id, an IPv4 address unique among the routers "
+                          "(usually its own address)")) {
+    if (auto ip = ReadFamilyAddress(c, *n, s.PathOf("router_id"), false)) h.router_id = *ip;
+  }
+  if (auto n = s.Value("local_address")) {
+    if (auto ip = ReadAddress(c, *n, s.PathOf("local_address"))) h.local_address = *ip;
+  }
+  if (auto n = s.Required("peers", "a list of the routers' addresses, like [10.10.3.1]")) {
+    const std::string p = s.PathOf("peers");
+    if (!n->IsSequence() || n->size() == 0) {
+      c.Error(p, *n,
+              absl::StrFormat("must be a list of at least one router address, like [10.10.3.1], "
+                              "got %s",
+                              n->IsSequence() ? "an empty list" : Describe(*n)));
+    } else if (n->size() > 16) {
+      c.Error(p, *n, absl::StrFormat("at most 16 peers per host, got %d", n->size()));
+    } else {
+      for (size_t i = 0; i < n->size(); ++i) {
+        const std::string pi = absl::StrFormat("%s[%d]", p, i);
+        if (auto ip = ReadAddress(c, (*n)[i], pi)) {
+          if (std::find(h.peers.begin(), h.peers.end(), *ip) != h.peers.end()) {
+            c.Error(pi, (*n)[i], absl::StrFormat("%s is listed twice: keep one", ip->ToString()));
+          } else {
+            h.peers.push_back(*ip);
+          }
+        }
+      }
+    }
+  }
+  if (auto n = s.Value("next_hop")) {
+    if (auto ip = ReadFamilyAddress(c, *n, s.PathOf("next_hop"), false)) h.next_hop = *ip;
+  }
+  if (auto n = s.Value("next_hop6")) {
+    if (auto ip = ReadFamilyAddress(c, *n, s.PathOf("next_hop6"), true)) h.next_hop6 = *ip;
+  }
+  if (auto n = s.Value("bird_socket")) {
+    if (auto v = ReadPath(c, *n, s.PathOf("bird_socket"))) h.bird_socket = *v;
+  }
+  if (auto n = s.Value("include_file")) {
+    if (auto v = ReadPath(c, *n, s.PathOf("include_file"))) h.include_file = *v;
+  }
+}
+
+void ParseBgp(Checker& c, const YAML::Node& node, BgpConfig& b) {
+  Section s(c, node, "bgp",
+            {"local_asn", "peer_asn", "hold_time_s", "keepalive_s", "connect_retry_s",
+             "bird_socket", "include_file", "hosts"});
+  if (!s.valid()) return;
+  constexpr int64_t kMaxAsn = 4294967295ll;
+  if (auto n = s.Required("local_asn", "the AS number of the Fulcrum hosts, 1 to 4294967295")) {
+    if (auto v = ReadInt(c, *n, s.PathOf("local_asn"), 1, kMaxAsn)) b.local_asn = uint32_t(*v);
+  }
+  if (auto n = s.Required("peer_asn", "the routers' AS number, 1 to 4294967295")) {
+    if (auto v = ReadInt(c, *n, s.PathOf("peer_asn"), 1, kMaxAsn)) b.peer_asn = uint32_t(*v);
+  }
+  bool timers_ok = true;
+  if (auto n = s.Value("hold_time_s")) {
+    // RFC 4271 4.2: the hold time is zero or at least three seconds. Zero (no keepalives) would
+    // leave a silently dead host announced forever, so it is refused.
+    if (auto v = ReadInt(c, *n, s.PathOf("hold_time_s"), 3, 65535)) {
+      b.hold_time_s = uint32_t(*v);
+    } else {
+      timers_ok = false;
+    }
+  }
+  if (auto n = s.Value("keepalive_s")) {
+    if (auto v = ReadInt(c, *n, s.PathOf("keepalive_s"), 1, 21845)) {
+      b.keepalive_s = uint32_t(*v);
+      if (timers_ok && b.keepalive_s * 3 > b.hold_time_s) {
+        c.Error(s.PathOf("keepalive_s"), *n,
+                absl::StrFormat("%d s is more than a third of hold_time_s (%d s): three "
+                                "keepalives must fit in the hold time, so one lost packet does "
+                                "not drop the session",
+                                b.keepalive_s, b.hold_time_s));
+      }
+    }
+  }
+  if (auto n = s.Value("connect_retry_s")) {
+    if (auto v = ReadInt(c, *n, s.PathOf("connect_retry_s"), 1, 65535)) {
+      b.connect_retry_s = uint32_t(*v);
+    }
+  }
+  if (auto n = s.Value("bird_socket")) {
+    if (auto v = ReadPath(c, *n, s.PathOf("bird_socket"))) b.bird_socket = *v;
+  }
+  if (auto n = s.Value("include_file")) {
+    if (auto v = ReadPath(c, *n, s.PathOf("include_file"))) b.include_file = *v;
+  }
+  if (auto n = s.Required("hosts",
+                          "a mapping from each Fulcrum host's name (fulcrumctl serve --host, by "
+                          "default its hostname) to its router_id and peers")) {
+    const std::string p = s.PathOf("hosts");
+    if (!n->IsMap() || n->size() == 0) {
+      c.Error(p, *n,
+              absl::StrFormat("must be a mapping with one entry per host, like 'lb1: { "
+                              "router_id: 10.10.3.2, peers: [10.10.3.1] }', got %s",
+                              n->IsMap() ? "an empty mapping" : Describe(*n)));
+      return;
+    }
+    std::set<std::string> seen;
+    std::map<IpAddress, std::string> router_ids;
+    for (auto it = n->begin(); it != n->end(); ++it) {
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      if (!key.IsScalar() || !ValidHostName(key.Scalar())) {
+        c.Error(p, key,
+                absl::StrFormat("%s is not a host name: use 1 to 64 letters, digits, '-', '_' "
+                                "or '.', starting with a letter or digit",
+                                Describe(key)));
+        continue;
+      }
+      const std::string name = key.Scalar();
+      const std::string hp = Join(p, name);
+      if (!seen.insert(name).second) {
+        c.Error(hp, key, "appears twice in this mapping: keep one");
+        continue;
+      }
+      BgpHostConfig h;
+      const size_t before = c.count();
+      ParseBgpHost(c, value, hp, h);
+      if (c.count() != before) continue;
+      if (auto [pos, inserted] = router_ids.emplace(h.router_id, name); !inserted) {
+        c.Error(Join(hp, "router_id"), value,
+                absl::StrFormat("%s is also the router_id of host %s: every BGP speaker needs "
+                                "its own",
+                                h.router_id.ToString(), pos->second));
+      }
+      b.hosts.emplace(name, std::move(h));
+    }
+  }
+}
+
+// Each host must be able to announce every VIP: a peer of the VIP's family and a next hop.
+void CheckBgpFamilies(Checker& c, const Config& cfg, int bgp_line) {
+  if (!cfg.bgp.has_value()) return;
+  for (bool v6 : {false, true}) {
+    const VipConfig* vip = nullptr;
+    size_t index = 0;
+    for (size_t i = 0; i < cfg.vips.size() && vip == nullptr; ++i) {
+      if (cfg.vips[i].address.v6 == v6) {
+        vip = &cfg.vips[i];
+        index = i;
+      }
+    }
+    if (vip == nullptr) continue;
+    const char* family = v6 ? "IPv6" : "IPv4";
+    for (const auto& [name, h] : cfg.bgp->hosts) {
+      const std::string hp = absl::StrCat("bgp.hosts.", name);
+      const bool has_peer = std::any_of(h.peers.begin(), h.peers.end(),
+                                        [&](const IpAddress& a) { return a.v6 == v6; });
+      if (!has_peer) {
+        c.Error(hp + ".peers", bgp_line,
+                absl::StrFormat("has no %s router: vips[%d] (%s, %s) is %s and is announced over "
+                                "a session of its own family; add an %s peer",
+                                family, index, vip->name, vip->address.ToString(), family, family));
+      }
+      const std::optional<IpAddress>& hop = v6 ? h.next_hop6 : h.next_hop;
+      const bool local_fits = h.local_address.has_value() && h.local_address->v6 == v6;
+      if (has_peer && !hop.has_value() && !local_fits) {
+        c.Error(absl::StrCat(hp, v6 ? ".next_hop6" : ".next_hop"), bgp_line,
+                absl::StrFormat("is required: vips[%d] (%s) is %s, and the routers must be told "
+                                "an %s next hop on this host (or set an %s local_address)",
+                                index, vip->name, family, family, family));
+      }
+    }
+  }
+}
+
 // --- Whole-config checks ---------------------------------------------------------------------
 
 void CheckVips(Checker& c, Config& cfg, const std::vector<VipLines>& lines, int vips_line) {
@@ -894,7 +1108,7 @@ ParsedConfig ParseConfig(std::string_view yaml) {
       out.errors = c.Take();
       return out;
     }
-    Section top(c, root, "", {"dataplane", "watch", "vips"});
+    Section top(c, root, "", {"dataplane", "watch", "vips", "bgp"});
     if (top.valid()) {
       if (auto n = top.Required("dataplane",
                                 "the section with gateway_mac, hash_key and the outer source "
@@ -919,6 +1133,15 @@ ParsedConfig ParseConfig(std::string_view yaml) {
         }
       }
       CheckVips(c, out.config, lines, vips_line);
+      if (auto n = top.Value("bgp")) {
+        const size_t before = c.count();
+        BgpConfig bgp;
+        ParseBgp(c, *n, bgp);
+        if (c.count() == before) {
+          out.config.bgp = std::move(bgp);
+          CheckBgpFamilies(c, out.config, LineOf(*n));
+        }
+      }
     }
   } catch (const std::exception& e) {
     // yaml-cpp may throw on trees it built itself (e.g. bad conversions); never past here.

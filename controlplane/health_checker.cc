@@ -156,8 +156,8 @@ absl::Status HealthChecker::AttachTunnelLocked() {
   }
   absl::StatusOr<bpf::ProbeEncap> probe = bpf::ProbeEncap::Attach(static_cast<int>(ifindex));
   if (!probe.ok()) {
-    return absl::Status(probe.status().code(), absl::StrFormat("probe program on %s: %s", name,
-                                                               probe.status().message()));
+    return absl::Status(probe.status().code(),
+                        absl::StrFormat("probe program on %s: %s", name, probe.status().message()));
   }
   for (int i = 0; i < 6; ++i) tunnel_mac_[i] = static_cast<uint8_t>(b[i]);
   probe_ = std::make_unique<bpf::ProbeEncap>(*std::move(probe));
@@ -178,8 +178,8 @@ void HealthChecker::ReattachTunnelIfReplaced(uint64_t now_ns) {
   if (absl::Status st = AttachTunnelLocked(); !st.ok()) {
     LogLine(absl::StrFormat("health: re-attaching the probe program: %s", st.message()));
   } else {
-    LogLine(absl::StrFormat("health: %s was replaced; probe program re-attached",
-                            tunnel_interface_));
+    LogLine(
+        absl::StrFormat("health: %s was replaced; probe program re-attached", tunnel_interface_));
   }
 }
 
@@ -354,7 +354,7 @@ void HealthChecker::StartProbe(uint64_t id, Probe& p, uint64_t now_ns) {
   if (t.check.type == CheckType::kHttp) {
     // RFC 9110: an IPv6 literal in Host is bracketed.
     const std::string host = !t.check.host.empty() ? t.check.host
-                             : to.v6        ? absl::StrFormat("[%s]", to.ToString())
+                             : to.v6               ? absl::StrFormat("[%s]", to.ToString())
                                                    : to.ToString();
     p.request = absl::StrFormat(
         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fulcrum-health\r\nConnection: close\r\n\r\n",

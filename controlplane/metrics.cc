@@ -182,6 +182,15 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
     e.Add("fulcrum_vip_panic", "gauge", "1 while the VIP fails open (panic threshold)", vl,
           v["panic"].get<bool>() ? 1 : 0);
     e.Add("fulcrum_vip_table_size", "gauge", "Maglev table size", vl, Num(v["table_size"]));
+    if (v.contains("announcement") && v["announcement"].is_object()) {
+      const json& a = v["announcement"];
+      e.Add("fulcrum_vip_announced", "gauge",
+            "1 while this host announces the VIP over BGP (BIRD accepted it)", vl,
+            a["state"] == "announced" ? 1 : 0);
+      e.Add("fulcrum_vip_announce_wanted", "gauge",
+            "1 while this host can serve the VIP and wants it announced", vl,
+            a["announce"].get<bool>() ? 1 : 0);
+    }
     for (const json& b : v["backends"]) {
       const std::string backend = b["name"].get<std::string>();
       const std::vector<std::pair<std::string, std::string>> bl = {{"vip", vip},
@@ -227,6 +236,17 @@ std::string RenderMetrics(const json& status, const StatsSample* latest) {
               b["published"] == state ? 1 : 0);
       }
     }
+  }
+  if (status.contains("bgp") && status["bgp"].value("configured", false)) {
+    const json& sp = status["bgp"]["speaker"];
+    e.Add("fulcrum_bgp_speaker_up", "gauge",
+          "1 while BIRD accepted the control plane's last announcement file", {},
+          sp["reachable"].get<bool>() ? 1 : 0);
+    e.Add("fulcrum_bgp_configures_total", "counter", "times BIRD accepted a new announcement file",
+          {}, Num(sp["configures"]));
+    e.Add("fulcrum_bgp_configure_failures_total", "counter",
+          "failed attempts to tell BIRD (unreachable, refused, timed out)", {},
+          Num(sp["failures"]));
   }
   e.Add("fulcrum_alerts", "gauge", "number of standing alerts", {},
         static_cast<double>(status["alerts"].size()));

@@ -78,6 +78,12 @@ std::vector<std::string> SettingsChanges(const Config& a, const Config& b) {
   auto dbl = [&](std::string_view name, double p, double q) {
     if (p != q) out.push_back(absl::StrFormat("watch.%s %g -> %g", name, p, q));
   };
+  if (a.bgp != b.bgp) {
+    // The control plane rewrites BIRD's include file from it; no table changes.
+    out.push_back(!a.bgp.has_value()   ? "bgp: added (this host starts announcing its VIPs)"
+                  : !b.bgp.has_value() ? "bgp: removed (this host stops driving BIRD)"
+                                       : "bgp: changed");
+  }
   num("watch.window_ms", a.watch.window_ms, b.watch.window_ms);
   dbl("max_imbalance", a.watch.max_imbalance, b.watch.max_imbalance);
   dbl("max_load", a.watch.max_load, b.watch.max_load);

@@ -170,6 +170,15 @@ std::string RenderStatus(const json& status) {
                         Str(cp["watch"]["rollback_to"]));
   }
   out += absl::StrFormat("window        %.1f s\n", status.value("window_s", 0.0));
+  if (status.contains("bgp") && status["bgp"].value("configured", false)) {
+    const json& sp = status["bgp"]["speaker"];
+    out += absl::StrFormat("bgp           host %s, BIRD at %s: %s\n", Str(status["bgp"]["host"]),
+                           Str(sp["socket"]),
+                           sp["reachable"].get<bool>()
+                               ? absl::StrFormat("told %s times, file %s", Str(sp["configures"]),
+                                                 Str(sp["include_file"]))
+                               : absl::StrCat("UNREACHABLE: ", Str(sp["error"])));
+  }
   for (const json& v : status["vips"]) {
     out += absl::StrFormat(
         "\nVIP %s %s  id %s  table %s  new flows %s/s  packets %s/s  "
@@ -177,6 +186,9 @@ std::string RenderStatus(const json& status) {
         Str(v["name"]), Str(v["service"]), Str(v["id"]), Str(v["table_size"]),
         Rate(v["new_flow_rate"]), Rate(v["packet_rate"]), Ratio(v["imbalance"]),
         Share(v["healthy_fraction"]), v["panic"].get<bool>() ? "  PANIC (failing open)" : "");
+    if (v.contains("announcement") && v["announcement"].is_object()) {
+      out += absl::StrFormat("  bgp: %s\n", Str(v["announcement"]["text"]));
+    }
     Table t({"BACKEND", "ID", "STATE", "HEALTH", "PUBLISHED", "WEIGHT", "EXPECTED", "FLOWS",
              "PACKETS", "NEW/S", "CAPACITY", "LOAD", "CHECK"});
     for (const json& b : v["backends"]) {

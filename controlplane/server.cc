@@ -281,11 +281,13 @@ absl::Status Server::Start() {
   health_ = std::make_unique<HealthChecker>([this] {
     std::lock_guard<std::mutex> lock(mu_);
     health_dirty_ = true;
+    bgp_now_ = true;
     cv_.notify_all();
   });
   if (!opt_.probe_interface.empty()) {
     if (absl::Status s = health_->AttachTunnel(opt_.probe_interface); !s.ok()) return s;
   }
+  announcer_ = std::make_unique<Announcer>(opt_.host);
   if (absl::Status s = health_->Start(); !s.ok()) return s;
   {
     std::lock_guard<std::mutex> change(change_mu_);
@@ -303,6 +305,7 @@ absl::Status Server::Start() {
     if (absl::Status s = metrics_->Start(opt_.metrics_listen); !s.ok()) return s;
   }
   loop_ = std::thread([this] { Loop(); });
+  bgp_thread_ = std::thread([this] { BgpLoop(); });
   Log("serving on %s; shm prefix %s; state %s; metrics %s; generation %d", opt_.socket_path,
       opt_.shm_prefix, opt_.state_dir,
       metrics_ != nullptr
@@ -313,6 +316,14 @@ absl::Status Server::Start() {
 }
 
 void Server::Stop() {
+  // Withdraw first, while everything else still runs: routers move the flows to other hosts
+  // before this one stops checking health (docs/controlplane.md "BGP").
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bgp_stop_ = true;
+    cv_.notify_all();
+  }
+  if (bgp_thread_.joinable()) bgp_thread_.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -554,6 +565,13 @@ absl::StatusOr<Server::Candidate> Server::BuildCandidate(std::string yaml, Confi
                                                          Overrides overrides,
                                                          const HealthMap& health,
                                                          uint64_t generation) const {
+  if (config.bgp.has_value()) {
+    // Every host runs the same file; one without an entry cannot announce anything, and running
+    // it silently unannounced is worse than refusing.
+    if (absl::StatusOr<const BgpHostConfig*> h = FindBgpHost(*config.bgp, opt_.host); !h.ok()) {
+      return absl::InvalidArgumentError(h.status().message());
+    }
+  }
   Candidate c;
   c.yaml = std::move(yaml);
   c.config = std::move(config);
@@ -650,6 +668,7 @@ absl::Status Server::Commit(Candidate c, GenerationRecord record) {
     history_.push_back(std::move(light));
     published_mono_ns_ = shm::MonotonicNowNs();
     sample_now_ = true;
+    bgp_now_ = true;
     cv_.notify_all();
   }
   health_->SetTargets(ProbeTargetsOf(running_->config, running_->record.overrides),
@@ -1360,6 +1379,7 @@ json Server::StatusJson() const {
   in.latest = stats_.Latest() != nullptr ? stats_.Latest() : &last_sample_;
   in.base = stats_.Base(uint64_t{window_ms} * 1000000ull, published_mono_ns_);
   in.health = health_->Status();
+  if (announcer_ != nullptr) in.bgp = announcer_->StatusJson();
   for (const std::string& w : history_warnings_) in.extra_alerts.push_back({"history", "", w});
   const int64_t now = NowUnixMs();
   for (const auto& [when, alert] : events_) {
@@ -1383,6 +1403,7 @@ json Server::StatusJson() const {
                       : json(nullptr)},
       {"metrics_port", metrics_ != nullptr ? metrics_->port() : 0},
       {"stats_interval_ms", opt_.stats_interval_ms},
+      {"host", opt_.host},
       {"watch", watch},
       {"counters",
        {{"applies", counters_.applies},
@@ -1670,6 +1691,91 @@ void Server::Loop() {
     if (rollback) AutoRollback(session);
     if (session != nullptr && session->finished && !session->done) FinishWatchRecord(session);
     if (dirty) RepublishForHealth();
+  }
+}
+
+// --- BGP -------------------------------------------------------------------------------------
+
+namespace {
+
+// The BGP thread looks this often even without an event: a data plane that dies says nothing.
+constexpr auto kBgpTick = std::chrono::milliseconds(100);
+// fulcrumd heartbeats every 100 ms. Silence this long means it is stuck or gone...
+constexpr uint64_t kBgpDeadNs = 1'000'000'000ull;
+// ...and a process that no longer exists is gone once it has missed two heartbeats (the pid
+// alone is not trusted: fulcrumd may run in another pid namespace).
+constexpr uint64_t kBgpExitedNs = 250'000'000ull;
+
+// The process exists and is not a zombie.
+bool ProcessExists(int pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const std::string path = absl::StrFormat("/proc/%d/stat", pid);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;  // no /proc: trust kill()
+  char buf[512];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return true;
+  buf[n] = 0;
+  const char* close_paren = std::strrchr(buf, ')');
+  return close_paren == nullptr || close_paren[1] == 0 || close_paren[2] != 'Z';
+}
+
+}  // namespace
+
+AnnounceInput Server::GatherAnnounceInput(std::optional<BgpConfig>& bgp) const {
+  AnnounceInput in;
+  const shm::ReaderView r = writer_->reader();
+  const uint64_t now = shm::MonotonicNowNs();
+  const uint64_t age = r.heartbeat_ns != 0 && now > r.heartbeat_ns ? now - r.heartbeat_ns : 0;
+  if (r.pid == 0 || r.heartbeat_ns == 0) {
+    in.dataplane_detail = "no fulcrumd has attached to the config segment";
+  } else if (age >= kBgpDeadNs) {
+    in.dataplane_detail = absl::StrFormat("fulcrumd pid %d has not sent a heartbeat for %.1f s",
+                                          r.pid, double(age) / 1e9);
+  } else if (age >= kBgpExitedNs && !ProcessExists(r.pid)) {
+    in.dataplane_detail = absl::StrFormat("fulcrumd pid %d has exited", r.pid);
+  } else {
+    in.dataplane_alive = true;
+  }
+  in.acked_generation = r.acked_generation;
+  std::lock_guard<std::mutex> lock(mu_);
+  in.shutting_down = bgp_stop_;
+  if (running_ == nullptr) return in;
+  bgp = running_->config.bgp;
+  in.generation = running_->record.generation;
+  in.ack_grace = now - published_mono_ns_ < uint64_t{opt_.ack_timeout_ms} * 1000000ull;
+  for (const EffectiveVip& v : running_->state.vips) {
+    AnnounceInput::Vip vip;
+    vip.name = v.config.name;
+    vip.address = v.config.address;
+    // In panic the down backends stay in the table, but they are still down: a host whose
+    // checks all fail withdraws, so that the routers prefer hosts that see healthy backends.
+    vip.healthy_backend = std::any_of(v.backends.begin(), v.backends.end(), [](const auto& b) {
+      return b.published == shm::BackendState::kActive && b.health != Health::kDown;
+    });
+    for (const Announcement& a : bgp_decisions_) {
+      if (a.name == vip.name && a.address == vip.address) vip.was_announced = a.announce;
+    }
+    in.vips.push_back(std::move(vip));
+  }
+  return in;
+}
+
+void Server::BgpLoop() {
+  bool first = true;
+  while (true) {
+    std::optional<BgpConfig> bgp;
+    const AnnounceInput in = GatherAnnounceInput(bgp);
+    // The first tick tells BIRD whatever it holds (a restarted serve does not know); the last
+    // one withdraws everything before serve exits.
+    bgp_decisions_ = announcer_->Tick(bgp, in, first || in.shutting_down);
+    first = false;
+    if (in.shutting_down) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, kBgpTick, [&] { return bgp_stop_ || bgp_now_; });
+    bgp_now_ = false;
   }
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "controlplane/bgp.h"
 #include "controlplane/config.h"
 #include "controlplane/effective_state.h"
 #include "controlplane/generation_record.h"
@@ -57,8 +58,9 @@ struct ServerOptions {
   uint32_t stats_interval_ms = 1000;
   uint32_t ack_timeout_ms = 3000;
   size_t history_limit = 1000;
-  bool force = false;  // the first config past its guards
+  bool force = false;           // the first config past its guards
   std::string probe_interface;  // where through_tunnel probes leave (empty: no such checks)
+  std::string host;             // this host's entry in the config's bgp.hosts (cli: the hostname)
 };
 
 class Server {
@@ -127,6 +129,10 @@ class Server {
   void AutoRollback(std::shared_ptr<WatchSession> session);
   void FinishWatchRecord(std::shared_ptr<WatchSession> session);
 
+  // --- BGP (bgp.h): its own thread, so that a slow or absent BIRD never delays the loop ---
+  void BgpLoop();
+  AnnounceInput GatherAnnounceInput(std::optional<BgpConfig>& bgp) const;
+
   ServerOptions opt_;
   std::unique_ptr<StateStore> store_;
   std::optional<shm::ConfigWriter> writer_;
@@ -144,6 +150,11 @@ class Server {
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;
   std::thread loop_;
+  std::thread bgp_thread_;
+  std::unique_ptr<Announcer> announcer_;
+  std::vector<Announcement> bgp_decisions_;  // the BGP thread's own
+  bool bgp_stop_ = false;                    // under mu_; Stop() withdraws, then ends the thread
+  bool bgp_now_ = false;                     // under mu_: evaluate at once (a commit, health)
 
   std::mutex change_mu_;
   mutable std::mutex mu_;

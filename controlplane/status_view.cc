@@ -188,7 +188,22 @@ json BuildStatus(const StatusInput& in) {
         }
         backends.push_back(std::move(jb));
       }
+      json announcement = nullptr;
+      if (in.bgp.is_object() && in.bgp.value("configured", false)) {
+        for (const json& a : in.bgp["vips"]) {
+          if (a["name"] == v.config.name) announcement = a;
+        }
+        if (announcement.is_object() && announcement["state"] == "withdrawn" &&
+            announcement["reason"] != "shutting down") {
+          alerts.push_back(
+              {"withdrawn", v.config.name,
+               absl::StrFormat("%s: this host withdraws %s from BGP: %s", v.config.name,
+                               announcement["address"].get<std::string>(),
+                               announcement["reason"].get<std::string>())});
+        }
+      }
       json jv = {{"name", v.config.name},
+                 {"announcement", announcement},
                  {"service", ServiceName(v.config)},
                  {"id", v.id},
                  {"table_size", table.size()},
@@ -230,6 +245,13 @@ json BuildStatus(const StatusInput& in) {
       }
     }
   }
+  if (in.bgp.is_object() && in.bgp.value("configured", false) &&
+      !in.bgp["speaker"].value("reachable", false)) {
+    const std::string error = in.bgp["speaker"].value("error", "");
+    alerts.push_back({"bgp_speaker", "",
+                      absl::StrFormat("bgp speaker unreachable: %s; what it announces is unknown",
+                                      error.empty() ? "not told yet" : error)});
+  }
   for (const Alert& a : in.extra_alerts) alerts.push_back(a);
 
   json ja = json::array();
@@ -248,6 +270,7 @@ json BuildStatus(const StatusInput& in) {
           {"controlplane", cp},
           {"dataplane", dp},
           {"vips", vips},
+          {"bgp", in.bgp.is_object() ? in.bgp : json({{"configured", false}})},
           {"alerts", ja}};
 }
 

@@ -22,7 +22,8 @@ namespace fulcrum::controlplane {
 
 struct Alert {
   std::string kind;     // dataplane_down | dataplane_behind | rejected | panic | backend_down |
-                        // imbalance | overload | auto_rollback | history
+                        // imbalance | overload | auto_rollback | history |
+                        // bgp_speaker | withdrawn
   std::string subject;  // the VIP or backend concerned, or ""
   std::string message;
 };
@@ -40,6 +41,7 @@ struct StatusInput {
   std::map<TargetKey, TargetStatus> health;
   std::vector<Alert> extra_alerts;  // from the server: rollbacks, history warnings
   nlohmann::json controlplane = nlohmann::json::object();  // pid, prefix, watch, metrics
+  nlohmann::json bgp = nlohmann::json(nullptr);            // Announcer::StatusJson()
 };
 
 // A data plane whose heartbeat is older than this is not attached.

@@ -16,6 +16,7 @@ namespace fulcrum::controlplane {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 nlohmann::json Status() {
   return nlohmann::json::parse(R"({
@@ -116,6 +117,24 @@ TEST(Metrics, CountersSharesHealthAndAlertsAreExported) {
   EXPECT_THAT(text, HasSubstr("fulcrum_dataplane_generation_acked 7"));
   EXPECT_THAT(text, HasSubstr("fulcrum_alert{kind=\"backend_down\",subject=\"web/10.0.0.1\"} 1"));
   EXPECT_THAT(text, HasSubstr("fulcrum_controlplane_applies_total 3"));
+}
+
+TEST(Metrics, BgpAnnouncementsAndTheSpeakerAreExported) {
+  nlohmann::json status = Status();
+  status["vips"][0]["announcement"] = {
+      {"state", "withdrawn"}, {"announce", false}, {"reason", "no healthy backend"}};
+  status["bgp"] = {{"configured", true},
+                   {"speaker", {{"reachable", true}, {"configures", 4}, {"failures", 1}}}};
+  const std::string text = RenderMetrics(status, nullptr);
+  EXPECT_THAT(text, HasSubstr("fulcrum_vip_announced{vip=\"web\"} 0"));
+  EXPECT_THAT(text, HasSubstr("fulcrum_vip_announce_wanted{vip=\"web\"} 0"));
+  EXPECT_THAT(text, HasSubstr("fulcrum_bgp_speaker_up 1"));
+  EXPECT_THAT(text, HasSubstr("fulcrum_bgp_configures_total 4"));
+  EXPECT_THAT(text, HasSubstr("fulcrum_bgp_configure_failures_total 1"));
+  status["vips"][0]["announcement"]["state"] = "announced";
+  EXPECT_THAT(RenderMetrics(status, nullptr), HasSubstr("fulcrum_vip_announced{vip=\"web\"} 1"));
+  // Without a bgp section there is no BGP family at all.
+  EXPECT_THAT(RenderMetrics(Status(), nullptr), Not(HasSubstr("fulcrum_bgp_")));
 }
 
 }  // namespace
