@@ -14,6 +14,8 @@ import tempfile
 import time
 import unittest
 
+import netns
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTBED = os.path.join(HERE, "testbed.sh")
 BUILD = os.environ.get("TB_BUILD", os.path.join(HERE, "..", "..", "build"))
@@ -30,21 +32,12 @@ REPORT = {}
 CTL_FLAGS = ["--metrics", "off", "--stats-interval", "200ms", "--probe-interface", TB + "-tap"]
 
 
-def sh(*args, check=True, timeout=120, **kw):
-    out = subprocess.run(list(args), env=ENV, check=False, timeout=timeout, text=True,
-                         capture_output=True, **kw)
-    if check and out.returncode != 0:
-        raise AssertionError("%s: exit %d\n%s%s" % (" ".join(args), out.returncode, out.stdout,
-                                                    out.stderr))
-    return out
+BED = netns.Bed(TB, ENV)
+sh, ns = BED.sh, BED.ns
 
 
 def tb(*args, **kw):
     return sh("bash", TESTBED, *args, **kw)
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", "%s-%s" % (TB, name), *args, **kw)
 
 
 def ctl(*args, check=True, timeout=120):
@@ -195,20 +188,6 @@ class E2E(unittest.TestCase):
                 return st
             time.sleep(0.2)
         raise AssertionError("backends not healthy in time: %s" % ctl("status").stdout[:2000])
-
-    @staticmethod
-    def wait_gone(pid):
-        # The process was started by a shell that has exited: it is not our child, and it may
-        # linger as a zombie; gone means no longer running.
-        for _ in range(100):
-            try:
-                with open("/proc/%d/stat" % pid) as f:
-                    if f.read().split(")")[-1].split()[0] == "Z":
-                        return
-            except FileNotFoundError:
-                return
-            time.sleep(0.05)
-        raise AssertionError("pid %d did not die" % pid)
 
     def restore_baseline(self):
         apply(config(extra_vips=[UDP_VIP, V6_VIP]), "--force", check=False)
@@ -374,10 +353,9 @@ class E2E(unittest.TestCase):
         proc = load("new", URL, "--duration", "8", "--rate", "100", "--concurrency", "8",
                     background=True)
         time.sleep(2)
-        with open(TB_DIR + "/fulcrumd.pid") as f:
-            pid = int(f.read())
+        pid = netns.read_pid(TB_DIR + "/fulcrumd.pid")
         os.kill(pid, signal.SIGKILL)
-        self.wait_gone(pid)
+        netns.wait_gone(pid)
         time.sleep(0.5)
         restart = time.monotonic()
         tb("start-fulcrumd")
@@ -396,10 +374,9 @@ class E2E(unittest.TestCase):
         proc = load("new", URL, "--duration", "5", "--rate", "100", "--concurrency", "8",
                     background=True)
         time.sleep(1.5)
-        with open(TB_DIR + "/fulcrumctl.pid") as f:
-            pid = int(f.read())
+        pid = netns.read_pid(TB_DIR + "/fulcrumctl.pid")
         os.kill(pid, signal.SIGKILL)
-        self.wait_gone(pid)
+        netns.wait_gone(pid)
         time.sleep(1.5)
         during = finish(proc)
         self.assertEqual(during["failed"], 0, during["failures"][:5])
@@ -558,10 +535,9 @@ print(json.dumps(seen))""" % (VIP, VIP))
                 self.assertIn("through the tunnel to ", b["health_detail"])
 
         # fulcrumd restarts: a new TAP. The checker re-attaches the probe program to it.
-        with open(TB_DIR + "/fulcrumd.pid") as f:
-            pid = int(f.read())
+        pid = netns.read_pid(TB_DIR + "/fulcrumd.pid")
         os.kill(pid, signal.SIGTERM)
-        self.wait_gone(pid)
+        netns.wait_gone(pid)
         tb("start-fulcrumd")
         self.route_probes()
         deadline = time.monotonic() + 10

@@ -10,9 +10,12 @@ import re
 import signal
 import subprocess
 import time
+import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import netns  # noqa: E402 - the e2e bed's helpers, shared
 BED = os.path.join(HERE, "scaleout_bed.sh")
 BUILD = os.environ.get("TB_BUILD", os.path.join(HERE, "..", "..", "build"))
 TB = os.environ.get("TB", "fso%d" % (os.getpid() % 100000))
@@ -30,21 +33,13 @@ def addr(i):
     return "10.10.3.%d" % (1 + i)
 
 
-def sh(*args, check=True, timeout=120, **kw):
-    out = subprocess.run(list(args), env=ENV, check=False, timeout=timeout, text=True,
-                         capture_output=True, **kw)
-    if check and out.returncode != 0:
-        raise AssertionError("%s: exit %d\n%s%s" % (" ".join(args), out.returncode, out.stdout,
-                                                    out.stderr))
-    return out
+_BED = netns.Bed(TB, ENV)
+sh, ns = _BED.sh, _BED.ns
+wait_gone = netns.wait_gone
 
 
 def bed(*args, **kw):
     return sh("bash", BED, *args, **kw)
-
-
-def ns(name, *args, **kw):
-    return sh("ip", "netns", "exec", "%s-%s" % (TB, name), *args, **kw)
 
 
 def ctl(i, *args, check=True):
@@ -67,22 +62,7 @@ def new_flows(i):
 
 
 def pid(name):
-    with open(os.path.join(TB_DIR, name + ".pid")) as f:
-        return int(f.read())
-
-
-def wait_gone(p, timeout=5):
-    """Not our child (a shell started it): gone means no such process, or a zombie."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return
-        except FileNotFoundError:
-            return
-        time.sleep(0.02)
-    raise AssertionError("pid %d did not die" % p)
+    return netns.read_pid(os.path.join(TB_DIR, name + ".pid"))
 
 
 def next_hops():
