@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,20 +53,7 @@ def ctl_json(*args):
     return json.loads(ctl(*args).stdout)["data"]
 
 
-def load(*args, background=False):
-    cmd = ["ip", "netns", "exec", TB + "-c", "/usr/bin/python3", os.path.join(HERE, "http_load.py"),
-           *args]
-    if background:
-        return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-    return json.loads(sh(*cmd, timeout=300).stdout)
-
-
-def finish(proc):
-    out, err = proc.communicate(timeout=300)
-    if proc.returncode != 0:
-        raise AssertionError("load failed: %s" % err)
-    return json.loads(out)
+load, finish = BED.load, netns.finish
 
 
 def stats():

@@ -1,7 +1,12 @@
 """What the namespace suites (e2e, scaleout) and the demo share: running a command, running one
-inside a test-bed namespace, and waiting for a process the bed's shell started to be gone."""
+inside a test-bed namespace, HTTP load from the client, and waiting for a process the bed's
+shell started to be gone."""
+import json
+import os
 import subprocess
 import time
+
+HTTP_LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_load.py")
 
 
 class Bed:
@@ -21,6 +26,23 @@ class Bed:
 
     def ns(self, name, *args, **kw):
         return self.sh("ip", "netns", "exec", "%s-%s" % (self.prefix, name), *args, **kw)
+
+    def load(self, *args, background=False):
+        """http_load.py in the client namespace: its JSON report, or the running process (for
+        finish()) when `background`."""
+        cmd = ["ip", "netns", "exec", self.prefix + "-c", "/usr/bin/python3", HTTP_LOAD, *args]
+        if background:
+            return subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        return json.loads(self.sh(*cmd, timeout=300).stdout)
+
+
+def finish(proc):
+    """The report of a load started in the background."""
+    out, err = proc.communicate(timeout=300)
+    if proc.returncode != 0:
+        raise AssertionError("load failed: %s" % err)
+    return json.loads(out)
 
 
 def read_pid(path):

@@ -126,20 +126,7 @@ def config():
     return path
 
 
-def load(*args, background=False):
-    cmd = ["ip", "netns", "exec", TB + "-c", "/usr/bin/python3",
-           os.path.join(HERE, "..", "e2e", "http_load.py"), *args]
-    if background:
-        return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-    return json.loads(sh(*cmd, timeout=300).stdout)
-
-
-def finish(proc):
-    out, err = proc.communicate(timeout=300)
-    if proc.returncode != 0:
-        raise AssertionError("load failed: %s" % err)
-    return json.loads(out)
+load, finish = _BED.load, netns.finish
 
 
 class KeepAlive:
