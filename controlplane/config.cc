@@ -50,6 +50,20 @@ std::string_view OperatorStateName(OperatorState s) {
   return "unknown";
 }
 
+std::string_view PublishedStateName(shm::BackendState s) {
+  switch (s) {
+    case shm::BackendState::kActive:
+      return "active";
+    case shm::BackendState::kDraining:
+      return "draining";
+    case shm::BackendState::kDown:
+      return "down";
+    case shm::BackendState::kDisabled:
+      return "disabled";
+  }
+  return "unknown";
+}
+
 shm::SnapshotSettings ToSettings(const DataplaneConfig& d) {
   shm::SnapshotSettings s{};
   std::memcpy(s.hash_key, d.hash_key, sizeof(s.hash_key));

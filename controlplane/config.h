@@ -151,6 +151,8 @@ std::string BackendKey(std::string_view vip_name, const IpAddress& address, uint
 uint16_t CheckPort(const VipConfig& vip, const BackendConfig& backend);
 std::string_view ProtocolName(uint8_t proto);
 std::string_view OperatorStateName(OperatorState s);
+// What a snapshot publishes for a backend: "active", "draining", "down", "disabled".
+std::string_view PublishedStateName(shm::BackendState s);
 
 // The settings block of every snapshot built from this config.
 shm::SnapshotSettings ToSettings(const DataplaneConfig& d);

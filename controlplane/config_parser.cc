@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "dataplane/core/encap.h"
 #include "dataplane/core/maglev.h"
 #include "dataplane/shm/abi.h"
 
@@ -304,12 +305,9 @@ bool ParseHexByte(std::string_view s, uint8_t& out) {
 
 bool ReadMac(Checker& c, const YAML::Node& n, const std::string& path, uint8_t (&mac)[6]) {
   const std::string text = n.IsScalar() ? n.Scalar() : "";
-  std::vector<std::string> parts;
-  std::stringstream ss(text);
-  for (std::string part; std::getline(ss, part, ':');) parts.push_back(part);
-  bool ok = n.IsScalar() && parts.size() == 6;
-  for (size_t i = 0; ok && i < 6; ++i) ok = ParseHexByte(parts[i], mac[i]);
-  if (!ok) {
+  const std::optional<MacAddress> parsed = ParseMac(text);
+  if (parsed.has_value()) std::memcpy(mac, parsed->data(), 6);
+  if (!parsed.has_value()) {
     c.Error(path, n,
             absl::StrFormat("must be a MAC address of six hex pairs like 02:00:00:00:03:01, "
                             "got %s",

@@ -148,9 +148,8 @@ absl::Status HealthChecker::AttachTunnelLocked() {
   std::ifstream in("/sys/class/net/" + name + "/address");
   std::string text;
   std::getline(in, text);
-  unsigned b[6];
-  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) !=
-      6) {
+  const std::optional<MacAddress> mac = ParseMac(text);
+  if (!mac.has_value()) {
     return absl::FailedPreconditionError(
         absl::StrFormat("probe interface %s has no Ethernet address", name));
   }
@@ -159,7 +158,7 @@ absl::Status HealthChecker::AttachTunnelLocked() {
     return absl::Status(probe.status().code(),
                         absl::StrFormat("probe program on %s: %s", name, probe.status().message()));
   }
-  for (int i = 0; i < 6; ++i) tunnel_mac_[i] = static_cast<uint8_t>(b[i]);
+  tunnel_mac_ = *mac;
   probe_ = std::make_unique<bpf::ProbeEncap>(*std::move(probe));
   tunnel_ifindex_ = ifindex;
   for (auto& [key, t] : tunnel_targets_) {

@@ -12,20 +12,6 @@ namespace {
 
 constexpr double kShareTolerance = 0.01;  // table vs weight share: beyond this is a bug
 
-std::string_view PublishedName(shm::BackendState s) {
-  switch (s) {
-    case shm::BackendState::kActive:
-      return "active";
-    case shm::BackendState::kDraining:
-      return "draining";
-    case shm::BackendState::kDown:
-      return "down";
-    case shm::BackendState::kDisabled:
-      return "disabled";
-  }
-  return "unknown";
-}
-
 std::string_view FragmentsName(shm::FragmentPolicy f) {
   return f == shm::FragmentPolicy::kDrop ? "drop" : "hash-addresses";
 }
@@ -104,6 +90,22 @@ struct SideVip {
   const shm::Table* table = nullptr;
   std::vector<uint32_t> counts;
 };
+
+// Backend j of the old side, which the new config no longer has.
+BackendPlan RemovedBackend(const SideVip& old, size_t j) {
+  const EffectiveBackend& ob = old.vip->backends[j];
+  BackendPlan bp;
+  bp.name = ob.name;
+  bp.id = ob.id;
+  bp.change = Change::kRemoved;
+  bp.state = ob.state;
+  bp.health = ob.health;
+  bp.published = ob.published;
+  bp.weight = ob.weight;
+  bp.old_slots = old.counts[j];
+  bp.old_table_share = old.table->empty() ? 0 : bp.old_slots / double(old.table->size());
+  return bp;
+}
 
 SideVip Side(const PlanSide& side, size_t i) {
   SideVip s;
@@ -296,8 +298,9 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
                                                CapacityText(b.config.capacity_cps)));
         }
         if (ob.published != b.published) {
-          bp.changes.push_back(absl::StrFormat("published %s -> %s", PublishedName(ob.published),
-                                               PublishedName(b.published)));
+          bp.changes.push_back(absl::StrFormat("published %s -> %s",
+                                               PublishedStateName(ob.published),
+                                               PublishedStateName(b.published)));
         }
         bp.change = bp.changes.empty() ? Change::kUnchanged : Change::kChanged;
         if (bp.change != Change::kUnchanged || bp.slots != bp.old_slots) backends_changed = true;
@@ -307,18 +310,8 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
     }
     if (old.has_value()) {
       for (const auto& [key, j] : old_backend) {
-        const EffectiveBackend& ob = old->vip->backends[j];
-        BackendPlan bp;
-        bp.name = ob.name;
-        bp.id = ob.id;
-        bp.change = Change::kRemoved;
-        bp.state = ob.state;
-        bp.health = ob.health;
-        bp.published = ob.published;
-        bp.weight = ob.weight;
-        bp.old_slots = old->counts[j];
-        bp.old_table_share = old->table->empty() ? 0 : bp.old_slots / double(old->table->size());
-        bp.capacity_cps = ob.config.capacity_cps;
+        BackendPlan bp = RemovedBackend(*old, j);
+        bp.capacity_cps = old->vip->backends[j].config.capacity_cps;
         vp.backends.push_back(std::move(bp));
         backends_changed = true;
       }
@@ -429,18 +422,7 @@ Plan ComputePlan(const PlanSide* before, const PlanSide& after,
     vp.moved_fraction = 1;
     if (auto r = vip_rates.find(name); r != vip_rates.end()) vp.new_flow_rate = r->second;
     for (size_t j = 0; j < old.vip->backends.size(); ++j) {
-      const EffectiveBackend& ob = old.vip->backends[j];
-      BackendPlan bp;
-      bp.name = ob.name;
-      bp.id = ob.id;
-      bp.change = Change::kRemoved;
-      bp.state = ob.state;
-      bp.health = ob.health;
-      bp.published = ob.published;
-      bp.weight = ob.weight;
-      bp.old_slots = old.counts[j];
-      bp.old_table_share = old.table->empty() ? 0 : bp.old_slots / double(old.table->size());
-      vp.backends.push_back(std::move(bp));
+      vp.backends.push_back(RemovedBackend(old, j));
     }
     plan.vips.push_back(std::move(vp));
   }
@@ -459,7 +441,7 @@ nlohmann::json PlanToJson(const Plan& plan) {
                  {"changes", b.changes},
                  {"state", OperatorStateName(b.state)},
                  {"health", HealthName(b.health)},
-                 {"published", PublishedName(b.published)},
+                 {"published", PublishedStateName(b.published)},
                  {"overridden", b.overridden},
                  {"weight", b.weight},
                  {"slots", b.slots},

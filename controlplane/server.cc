@@ -3,7 +3,6 @@
 #include "controlplane/server.h"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -52,14 +51,6 @@ void CrashPoint(std::string_view where) {
     Log("crash point %s: SIGKILL (FULCRUM_TEST_CRASH_AT)", where);
     kill(getpid(), SIGKILL);
   }
-}
-
-std::string UserName(uid_t uid) {
-  passwd pw;
-  passwd* out = nullptr;
-  char buf[4096];
-  if (getpwuid_r(uid, &pw, buf, sizeof(buf), &out) == 0 && out != nullptr) return out->pw_name;
-  return std::to_string(uid);
 }
 
 Who ServerWho(std::string what) {

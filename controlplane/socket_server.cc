@@ -48,6 +48,8 @@ absl::StatusOr<Peer> PeerOf(int fd) {
   return p;
 }
 
+}  // namespace
+
 std::string UserName(uid_t uid) {
   passwd pw;
   passwd* out = nullptr;
@@ -55,8 +57,6 @@ std::string UserName(uid_t uid) {
   if (getpwuid_r(uid, &pw, buf, sizeof(buf), &out) == 0 && out != nullptr) return out->pw_name;
   return std::to_string(uid);
 }
-
-}  // namespace
 
 bool Responder::Progress(const nlohmann::json& data) {
   if (!connected_) return false;

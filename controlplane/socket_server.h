@@ -29,6 +29,9 @@ struct Peer {
   std::vector<gid_t> groups;
 };
 
+// The user's name, or the uid in digits when it has none.
+std::string UserName(uid_t uid);
+
 // What a handler uses to answer. Writes fail quietly once the client is gone.
 class Responder {
  public:

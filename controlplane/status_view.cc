@@ -12,20 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string_view PublishedName(shm::BackendState s) {
-  switch (s) {
-    case shm::BackendState::kActive:
-      return "active";
-    case shm::BackendState::kDraining:
-      return "draining";
-    case shm::BackendState::kDown:
-      return "down";
-    case shm::BackendState::kDisabled:
-      return "disabled";
-  }
-  return "unknown";
-}
-
 double AgeSeconds(uint64_t now_ns, uint64_t then_ns) {
   if (then_ns == 0) return -1;
   return now_ns > then_ns ? static_cast<double>(now_ns - then_ns) / 1e9 : 0;
@@ -146,7 +132,7 @@ json BuildStatus(const StatusInput& in) {
                    {"health", HealthName(b.health)},
                    {"health_detail", ""},
                    {"health_changed_unix_ms", nullptr},
-                   {"published", PublishedName(b.published)},
+                   {"published", PublishedStateName(b.published)},
                    {"weight", b.weight},
                    {"slots", slots[j]},
                    {"expected_share", expected},

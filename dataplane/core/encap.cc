@@ -59,6 +59,24 @@ uint16_t FoldedSum(const uint8_t* header, size_t len) {
 
 }  // namespace
 
+std::optional<MacAddress> ParseMac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  auto digit = [](char ch) {
+    return (ch >= '0' && ch <= '9')   ? ch - '0'
+           : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
+           : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
+                                      : -1;
+  };
+  MacAddress mac;
+  for (size_t i = 0; i < 6; ++i) {
+    const int hi = digit(text[3 * i]);
+    const int lo = digit(text[3 * i + 1]);
+    if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != ':')) return std::nullopt;
+    mac[i] = static_cast<uint8_t>(hi * 16 + lo);
+  }
+  return mac;
+}
+
 std::string_view EncapKindName(EncapKind kind) {
   switch (kind) {
     case EncapKind::kIpip4:

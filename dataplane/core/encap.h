@@ -25,6 +25,10 @@ namespace fulcrum {
 
 using MacAddress = std::array<uint8_t, 6>;
 
+// "02:00:00:00:03:01": six pairs of hex digits separated by colons, any case; nullopt for
+// anything else.
+std::optional<MacAddress> ParseMac(std::string_view text);
+
 enum class EncapType : uint8_t {
   kIpip,  // IPv4-in-IPv4 (4), IPv6-in-IPv6 (41), IPv4-in-IPv6 (4); no IPv6-in-IPv4
   kGue,   // UDP whose payload is the inner IP packet: GUE variant 1 (draft-ietf-intarea-gue)

@@ -22,13 +22,9 @@ int Fail(const std::string& what) {
 }
 
 bool ParseMac(const std::string& text, fulcrum::MacAddress& mac) {
-  unsigned b[6];
-  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) !=
-      6) {
-    return false;
-  }
-  for (int i = 0; i < 6; ++i) mac[static_cast<size_t>(i)] = static_cast<uint8_t>(b[i]);
-  return true;
+  const std::optional<fulcrum::MacAddress> parsed = fulcrum::ParseMac(text);
+  if (parsed.has_value()) mac = *parsed;
+  return parsed.has_value();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "dataplane/core/encap.h"
 #include "dataplane/core/flow_hash.h"
 
 namespace fulcrum::testing {
@@ -20,12 +21,11 @@ absl::StatusOr<IpAddress> Address(const json& j, const char* field) {
 }
 
 absl::Status Mac(const std::string& text, uint8_t* out) {
-  unsigned b[6];
-  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) !=
-      6) {
+  const std::optional<MacAddress> mac = ParseMac(text);
+  if (!mac.has_value()) {
     return absl::InvalidArgumentError(absl::StrFormat("gateway_mac: '%s' is not a MAC", text));
   }
-  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(b[i]);
+  std::memcpy(out, mac->data(), 6);
   return absl::OkStatus();
 }
 

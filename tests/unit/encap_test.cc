@@ -358,5 +358,13 @@ TEST(EncapTest, EncapsulatedFrameParsesAsAPacketFromTheLoadBalancerToTheBackend)
   }
 }
 
+TEST(ParseMacTest, SixHexPairsAndNothingElse) {
+  EXPECT_EQ(ParseMac("02:00:00:00:fe:FE"), (MacAddress{0x02, 0, 0, 0, 0xfe, 0xfe}));
+  for (const char* bad : {"", "02:00:00:00:fe", "02:00:00:00:fe:fe:01", "02-00-00-00-fe-fe",
+                          "2:00:00:00:fe:fe0", "02:00:00:00:fe:fg", "02:00:00:00:fe:fe "}) {
+    EXPECT_EQ(ParseMac(bad), std::nullopt) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace fulcrum
