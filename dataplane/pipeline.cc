@@ -22,22 +22,34 @@ using shm::LcoreCounter;
 // The counts of one burst, kept on the stack and added to the lcore's shared block once, at the
 // end. Bumping a shared counter per packet chains every packet to the previous one through a
 // store and a load of the same location; per VIP and per backend, runs of the same id (the
-// common case: a burst is mostly one VIP, often one flow) add up before they are stored.
+// common case: a burst is mostly one VIP, often one flow) add up before they are stored. The
+// counts every burst has (parsed, flow hits) are fields; the other arrays are walked at the
+// end only when something rare (a drop, a parse error, an ICMP error) touched them.
 class Tally {
  public:
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
   ~Tally() { Flush(); }
 
-  void Count(LcoreCounter c, uint64_t n = 1) { counters_[static_cast<size_t>(c)] += n; }
-  void Parsed(ParseResult r) { ++parse_[static_cast<size_t>(r)]; }
+  void Count(LcoreCounter c, uint64_t n = 1) {
+    counters_[static_cast<size_t>(c)] += n;
+    rare_ = true;
+  }
+  void Hit() { ++hits_; }
+  void ParsedOk() { ++parsed_ok_; }
+  void ParseFailed(ParseResult r) {
+    ++parse_[static_cast<size_t>(r)];
+    rare_ = true;
+  }
   // Frees the packet and counts why; `vip` is the VIP's id, or -1 when none applies.
   void Drop(rte_mbuf* m, DropReason r, int vip = -1) {
     ++drops_[static_cast<size_t>(r)];
+    rare_ = true;
     if (vip >= 0) Vip(static_cast<uint16_t>(vip)).drops++;
     rte_pktmbuf_free(m);
   }
   void DroppedFreed(DropReason r, uint16_t vip) {  // the caller reused or freed the mbuf
     ++drops_[static_cast<size_t>(r)];
+    rare_ = true;
     Vip(vip).drops++;
   }
   void Sent(uint16_t vip, uint16_t backend, uint32_t bytes) {
@@ -49,7 +61,7 @@ class Tally {
     b.bytes += bytes;
   }
   void NewFlow(uint16_t vip, uint16_t backend) {
-    ++counters_[static_cast<size_t>(LcoreCounter::kNewFlows)];
+    ++new_flows_;
     Vip(vip).new_flows++;
     Backend(backend).new_flows++;
   }
@@ -96,6 +108,12 @@ class Tally {
   void Flush() {
     FlushVip();
     FlushBackend();
+    if (hits_ != 0) Bump(st_.counters[static_cast<size_t>(LcoreCounter::kFlowHits)], hits_);
+    if (new_flows_ != 0) {
+      Bump(st_.counters[static_cast<size_t>(LcoreCounter::kNewFlows)], new_flows_);
+    }
+    if (parsed_ok_ != 0) Bump(st_.parse[static_cast<size_t>(ParseResult::kOk)], parsed_ok_);
+    if (!rare_) return;
     for (size_t i = 0; i < shm::kLcoreCounterCount; ++i) {
       if (counters_[i] != 0) Bump(st_.counters[i], counters_[i]);
     }
@@ -108,11 +126,50 @@ class Tally {
   }
 
   shm::LcoreStats& st_;
+  uint32_t hits_ = 0;
+  uint32_t new_flows_ = 0;
+  uint32_t parsed_ok_ = 0;
+  bool rare_ = false;
   uint64_t counters_[shm::kLcoreCounterCount] = {};
   uint64_t drops_[shm::kDropReasonCount] = {};
   uint32_t parse_[kParseResultCount] = {};
   Run vip_;
   Run backend_;
+};
+
+// The prefilter's answer for the previous frame's destination: a burst is mostly one VIP
+// (often one flow), and while the destination repeats the probe of the VIP map is skipped.
+class AddressMemo {
+ public:
+  explicit AddressMemo(const VipMap& vips) : vips_(vips) {}
+
+  const VipMap::Address* Find(const uint8_t* dst, bool v6) {
+    uint64_t lo = 0;
+    uint64_t hi = 0;
+    if (v6) {
+      std::memcpy(&lo, dst, 8);
+      std::memcpy(&hi, dst + 8, 8);
+    } else {
+      uint32_t a;
+      std::memcpy(&a, dst, 4);
+      lo = a;
+    }
+    const uint8_t family = v6 ? 6 : 4;
+    if (lo != lo_ || hi != hi_ || family != family_) {
+      lo_ = lo;
+      hi_ = hi;
+      family_ = family;
+      address_ = vips_.FindAddress(dst, v6);
+    }
+    return address_;
+  }
+
+ private:
+  const VipMap& vips_;
+  uint64_t lo_ = 0;
+  uint64_t hi_ = 0;
+  uint8_t family_ = 0;  // 4 or 6 once a destination was looked up
+  const VipMap::Address* address_ = nullptr;
 };
 
 inline uint16_t Load16(const uint8_t* p) {
@@ -251,8 +308,6 @@ bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state
   return true;
 }
 
-enum class Kind : uint8_t { kTracked, kIcmpError };
-
 // Per-burst scratch arrays, left uninitialised: their types have default member initialisers,
 // and zeroing 64 ParsedPackets, tuples and refs per burst measured 200 instructions per packet
 // (callgrind), more than parsing itself. Every element is written before it is read.
@@ -285,21 +340,34 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     return;
   }
   const ForwardingState& fs = *state;
-  const VipMap& vips = fs.vip_map();
+  // The output counts, in registers for the burst (through `out`, every byte written into a
+  // packet would make the compiler store and reload them), stored back on the way out.
+  struct OutputCounts {
+    BurstOutput& out;
+    uint16_t tx;
+    uint16_t kernel;
+    ~OutputCounts() {
+      out.n_tx = tx;
+      out.n_kernel = kernel;
+    }
+  } queued{out, out.n_tx, out.n_kernel};
   const ForwardingView v = fs.view();
+  AddressMemo addresses(fs.vip_map());
+  FlowTable& flows = *ctx.flows;
 
-  // Packets that go on to the flow table, compacted.
+  // The packets that go on to the flow table, compacted: parsed[j] is packet mbuf_of[j], and the
+  // flow table reads its keys where the parser wrote them (parsed[j].tuple).
   Scratch<ParsedPacket, kMaxBurst> parsed;
-  Scratch<FlowTuple, kMaxBurst> keys;
   uint64_t hashes[kMaxBurst];
-  uint16_t pkt_of[kMaxBurst];
+  rte_mbuf* mbuf_of[kMaxBurst];
   uint32_t vip_of[kMaxBurst];
-  Kind kind_of[kMaxBurst];
   uint16_t k = 0;
 
   // Forwards packet m (parsed as p) to backend index b: MTU check, encapsulation, counters.
+  // Inlined into both call sites (fragments, the selection loop): called, it saved and
+  // restored a dozen registers per packet.
   auto forward = [&](rte_mbuf* m, const ParsedPacket& p, const VipEntry& vip, uint32_t b,
-                     uint64_t hash) {
+                     uint64_t hash) __attribute__((always_inline)) {
     const BackendEntry& be = v.backends[b];
     const bool inner_v6 = p.tuple.v6;
     const EncapTemplate& t = be.encap[inner_v6];
@@ -310,7 +378,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       if (answer && TakeIcmpToken(fs, now_tsc, ctx) &&
           MakeTooBig(m, p, fs, v.mtu - overhead, port_mac)) {
         tally.Count(LcoreCounter::kIcmpSent);
-        out.tx[out.n_tx++] = m;
+        out.tx[queued.tx++] = m;
         return;
       }
       if (answer) tally.Count(LcoreCounter::kIcmpRateLimited);
@@ -325,7 +393,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash);
     std::memcpy(frame + 6, port_mac.data(), 6);
     tally.Sent(vip.id, be.id, p.l3_length);
-    out.tx[out.n_tx++] = m;
+    out.tx[queued.tx++] = m;
   };
 
   // Stage 1: prefilter, parse, classify. Packets for the kernel or dropped are done here.
@@ -334,23 +402,24 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     const uint8_t* const data = rte_pktmbuf_mtod(m, const uint8_t*);
     bool v6 = false;
     const uint8_t* dst = PeekDestination(data, m->data_len, v6);
-    const VipMap::Address* address = dst == nullptr ? nullptr : vips.FindAddress(dst, v6);
+    const VipMap::Address* address = dst == nullptr ? nullptr : addresses.Find(dst, v6);
     if (address == nullptr) {
-      out.kernel[out.n_kernel++] = m;
+      out.kernel[queued.kernel++] = m;
       continue;
     }
-    ParsedPacket& p = parsed[i];
+    ParsedPacket& p = parsed[k];  // kept only if the packet goes on to the flow table
     const ParseResult r = ParsePacket(data, m->data_len, p);
-    tally.Parsed(r);
     if (unlikely(r != ParseResult::kOk)) {
+      tally.ParseFailed(r);
       tally.Drop(m, DropReason::kMalformed);
       continue;
     }
+    tally.ParsedOk();
     const uint8_t* const vip_addr = p.tuple.dst.data();
     if (unlikely(p.Has(kPacketFragment))) {
       const uint32_t vi = VipMap::FirstOfProtocol(*address, p.tuple.proto);
       if (vi == VipMap::kNotFound) {
-        out.kernel[out.n_kernel++] = m;
+        out.kernel[queued.kernel++] = m;
         continue;
       }
       const VipEntry& vip = v.vips[vi];
@@ -371,35 +440,34 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     // sent to: only then is there a second lookup.
     const uint32_t vi =
         p.Has(kPacketIcmpError) && std::memcmp(vip_addr, dst, v6 ? 16 : 4) != 0
-            ? vips.Find(vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port)
-            : vips.FindService(*address, vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port);
+            ? fs.vip_map().Find(vip_addr, p.tuple.v6, p.tuple.proto, p.tuple.dst_port)
+            : fs.vip_map().FindService(*address, vip_addr, p.tuple.v6, p.tuple.proto,
+                                       p.tuple.dst_port);
     if (vi == VipMap::kNotFound) {
       // A VIP address, but no service on this protocol and port (ping, another port): the
       // kernel's business, as for any address.
-      out.kernel[out.n_kernel++] = m;
+      out.kernel[queued.kernel++] = m;
       continue;
     }
-    keys[k] = p.tuple;
     hashes[k] = FlowHash(p.tuple, v.hash_key);
-    pkt_of[k] = i;
+    mbuf_of[k] = m;
     vip_of[k] = vi;
-    kind_of[k] = p.Has(kPacketIcmpError) ? Kind::kIcmpError : Kind::kTracked;
     ++k;
   }
   if (k == 0) return;
 
   // Stage 2: one batched flow-table lookup for the burst.
-  FlowTable& flows = *ctx.flows;
   Scratch<FlowRef, kMaxBurst> refs;
-  const uint64_t hits = flows.LookupBurst({keys.data(), k}, {hashes, k}, now_s, {refs.data(), k});
+  const uint64_t hits = flows.LookupBurst(&parsed[0].tuple, sizeof(ParsedPacket), {hashes, k},
+                                          now_s, {refs.data(), k});
 
   // Stage 3: select a backend, then forward.
   for (uint16_t j = 0; j < k; ++j) {
-    const uint16_t i = pkt_of[j];
-    rte_mbuf* const m = pkts[i];
-    const ParsedPacket& p = parsed[i];
+    rte_mbuf* const m = mbuf_of[j];
+    const ParsedPacket& p = parsed[j];
     const VipEntry& vip = v.vips[vip_of[j]];
-    const bool tracked = kind_of[j] == Kind::kTracked;
+    // An ICMP error is looked up as the flow it is about, but never creates or refreshes it.
+    const bool tracked = !p.Has(kPacketIcmpError);
     const bool tcp = p.tuple.proto == IPPROTO_TCP;
     const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
     const bool hit = (hits >> j & 1) != 0;
@@ -408,7 +476,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       const BackendSlot& slot = v.by_id[flows.Backend(refs[j])];
       if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
         b = slot.index;
-        tally.Count(LcoreCounter::kFlowHits);
+        tally.Hit();
       } else if (vip.table_size != 0) {
         // Its backend was removed or is down: the flow starts over on the table's choice.
         b = v.Pick(vip, hashes[j]);
@@ -424,39 +492,33 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       } else {
         tally.Count(LcoreCounter::kIcmpToBackend);  // the error follows its flow
       }
-      forward(m, p, vip, b, hashes[j]);
-      continue;
-    }
-    if (unlikely(vip.table_size == 0)) {
-      tally.Drop(m, DropReason::kVipNoBackend, vip.id);
-      continue;
-    }
-    b = v.Pick(vip, hashes[j]);
-    if (!tracked) {
-      // An ICMP error about a flow this lcore does not track: the flow's new-flow choice is
-      // where its packets went (or go, from another lcore or host). Never inserted.
-      tally.Count(LcoreCounter::kIcmpToBackend);
-      forward(m, p, vip, b, hashes[j]);
-      continue;
-    }
-    const uint16_t id = v.backends[b].id;
-    bool new_flow = true;
-    if (hit) {
-      flows.SetBackend(refs[j], id);  // a SYN on a tracked tuple: a new connection
-      flows.Refresh(refs[j], now_s);
     } else {
-      const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], id, now_s);
-      if (ins.status == FlowInsert::kPresent) {
-        // An earlier packet of this burst inserted the flow: follow it.
-        const BackendSlot& slot = v.by_id[flows.Backend(ins.ref)];
-        b = slot.index;
-        new_flow = false;
-        tally.Count(LcoreCounter::kFlowHits);
-      } else if (ins.status == FlowInsert::kFull) {
-        tally.Count(LcoreCounter::kFlowTableFull);
+      if (unlikely(vip.table_size == 0)) {
+        tally.Drop(m, DropReason::kVipNoBackend, vip.id);
+        continue;
+      }
+      b = v.Pick(vip, hashes[j]);
+      if (!tracked) {
+        // An ICMP error about a flow this lcore does not track: the flow's new-flow choice is
+        // where its packets went (or go, from another lcore or host). Never inserted.
+        tally.Count(LcoreCounter::kIcmpToBackend);
+      } else if (hit) {
+        // A SYN on a tracked tuple: a new connection.
+        flows.SetBackend(refs[j], v.backends[b].id);
+        flows.Refresh(refs[j], now_s);
+        tally.NewFlow(vip.id, v.backends[b].id);
+      } else {
+        const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
+        if (ins.status == FlowInsert::kPresent) {
+          // An earlier packet of this burst inserted the flow: follow it.
+          b = v.by_id[flows.Backend(ins.ref)].index;
+          tally.Hit();
+        } else {
+          if (ins.status == FlowInsert::kFull) tally.Count(LcoreCounter::kFlowTableFull);
+          tally.NewFlow(vip.id, v.backends[b].id);
+        }
       }
     }
-    if (new_flow) tally.NewFlow(vip.id, v.backends[b].id);
     forward(m, p, vip, b, hashes[j]);
   }
 }

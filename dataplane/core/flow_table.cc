@@ -115,10 +115,15 @@ void FlowTable::SetTimeoutsUnchecked(const FlowTimeouts& timeouts) noexcept {
 }
 
 template <FlowPrefetch kPrefetch>
-uint64_t FlowTable::LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes,
-                                uint32_t now, std::span<FlowRef> refs) const noexcept {
-  assert(keys.size() <= kMaxBurst && hashes.size() >= keys.size() && refs.size() >= keys.size());
-  const size_t n = keys.size() < kMaxBurst ? keys.size() : kMaxBurst;
+uint64_t FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
+                                std::span<const uint64_t> hashes, uint32_t now,
+                                std::span<FlowRef> refs) const noexcept {
+  assert(hashes.size() <= kMaxBurst && refs.size() >= hashes.size());
+  const size_t n = hashes.size() < kMaxBurst ? hashes.size() : kMaxBurst;
+  const auto* const base = reinterpret_cast<const char*>(first);
+  auto key = [&](size_t i) -> const FlowTuple& {
+    return *reinterpret_cast<const FlowTuple*>(base + i * stride);
+  };
   uint32_t home[kMaxBurst];
   uint16_t sig[kMaxBurst];
   uint64_t match[kMaxBurst];
@@ -138,7 +143,7 @@ uint64_t FlowTable::LookupBurst(std::span<const FlowTuple> keys, std::span<const
   // the whole neighbour group now, or such a hit would wait for two misses in stage 3.
   for (size_t i = 0; i < n; ++i) {
     const Group& g = groups_[home[i]];
-    sig[i] = Signature(hashes[i], keys[i].v6);
+    sig[i] = Signature(hashes[i], key(i).v6);
     match[i] = MatchSignature(g.bucket, sig[i]);
     if (match[i] != 0) {
       if constexpr (kPrefetch == FlowPrefetch::kBucketThenKey) {
@@ -160,7 +165,7 @@ uint64_t FlowTable::LookupBurst(std::span<const FlowTuple> keys, std::span<const
   // Stage 3: whole keys and expiry.
   uint64_t hits = 0;
   for (size_t i = 0; i < n; ++i) {
-    const FlowRef ref = Resolve(home[i], match[i], keys[i], sig[i], now);
+    const FlowRef ref = Resolve(home[i], match[i], key(i), sig[i], now);
     refs[i] = ref;
     hits |= uint64_t{ref.hit()} << i;
   }
@@ -177,10 +182,10 @@ FlowRef FlowTable::ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint1
 }
 
 template uint64_t FlowTable::LookupBurst<FlowPrefetch::kBucketThenKey>(
-    std::span<const FlowTuple>, std::span<const uint64_t>, uint32_t,
+    const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
     std::span<FlowRef>) const noexcept;
 template uint64_t FlowTable::LookupBurst<FlowPrefetch::kWholeGroup>(
-    std::span<const FlowTuple>, std::span<const uint64_t>, uint32_t,
+    const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
     std::span<FlowRef>) const noexcept;
 
 namespace {

@@ -242,6 +242,15 @@ class FlowTable {
   // and 0.46).
   template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
   uint64_t LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes,
+                       uint32_t now, std::span<FlowRef> refs) const noexcept {
+    return LookupBurst<kPrefetch>(keys.data(), sizeof(FlowTuple), hashes.first(keys.size()), now,
+                                  refs);
+  }
+  // The same, for hashes.size() keys that are `stride` bytes apart from `first` on: the
+  // pipeline looks its keys up where the parser wrote them, inside its parsed packets, rather
+  // than copying each 40-byte tuple into an array first.
+  template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
+  uint64_t LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
                        uint32_t now, std::span<FlowRef> refs) const noexcept;
 
   // One key, no prefetch: for tests, the exception path and the CLI's "lookup".

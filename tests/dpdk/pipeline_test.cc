@@ -248,6 +248,40 @@ TEST(PipelineFlowTest, TwoPacketsOfANewFlowInOneBurstMakeOneEntryAndOneNewFlow) 
   EXPECT_EQ(h.flows().used(), 2u);
 }
 
+TEST(PipelineFlowTest, EveryPacketOfAMixedBurstIsClassifiedByItsOwnDestination) {
+  // The pipeline remembers the previous frame's destination within a burst: a burst that
+  // alternates between two VIPs and the host must still send each packet its own way.
+  PipelineHarness h;
+  json two = Snapshot({{1, "active"}});
+  two["vips"].push_back({{"name", "other"},
+                         {"address", "10.10.0.200"},
+                         {"port", 80},
+                         {"id", 4},
+                         {"backends", {{{"address", "10.10.2.15"}, {"id", 5}}}}});
+  ASSERT_EQ(h.Apply(two), shm::SnapshotReject::kNone);
+  const std::vector<const char*> destinations = {kVip,          "10.10.0.200", "10.10.3.2",
+                                                 kVip,          kVip,          "10.10.3.2",
+                                                 "10.10.0.200", "10.10.0.200", kVip};
+  rte_mbuf* burst[16];
+  for (size_t i = 0; i < destinations.size(); ++i) {
+    burst[i] = MbufFromBytes(Tcp(static_cast<uint16_t>(100 + i), kSyn, destinations[i]));
+  }
+  BurstOutput out;
+  h.Run(burst, static_cast<uint16_t>(destinations.size()), out);
+  std::vector<int> backends;
+  for (uint16_t t = 0; t < out.n_tx; ++t) {
+    backends.push_back(BytesOf(out.tx[t])[14 + 19] - 10);
+    rte_pktmbuf_free(out.tx[t]);
+  }
+  EXPECT_EQ(backends, (std::vector<int>{1, 5, 1, 1, 5, 5, 1}));
+  ASSERT_EQ(out.n_kernel, 2);
+  for (uint16_t t = 0; t < out.n_kernel; ++t) {
+    EXPECT_EQ(BytesOf(out.kernel[t])[14 + 19], 2) << "the host's own traffic, unchanged";
+    rte_pktmbuf_free(out.kernel[t]);
+  }
+  EXPECT_EQ(h.Counter("new_flows"), 7u);
+}
+
 TEST(PipelineFlowTest, AFullFlowTableFallsBackToMaglevAndCountsIt) {
   PipelineHarness h(/*flow_capacity=*/4);
   ASSERT_EQ(h.Apply(Snapshot({{1, "active"}, {2, "active"}, {3, "active"}})),
