@@ -306,7 +306,6 @@ bool ParseHexByte(std::string_view s, uint8_t& out) {
 bool ReadMac(Checker& c, const YAML::Node& n, const std::string& path, uint8_t (&mac)[6]) {
   const std::string text = n.IsScalar() ? n.Scalar() : "";
   const std::optional<MacAddress> parsed = ParseMac(text);
-  if (parsed.has_value()) std::memcpy(mac, parsed->data(), 6);
   if (!parsed.has_value()) {
     c.Error(path, n,
             absl::StrFormat("must be a MAC address of six hex pairs like 02:00:00:00:03:01, "
@@ -314,6 +313,7 @@ bool ReadMac(Checker& c, const YAML::Node& n, const std::string& path, uint8_t (
                             Describe(n)));
     return false;
   }
+  std::memcpy(mac, parsed->data(), 6);
   if (AllZero(mac, 6) || (mac[0] & 1) != 0) {
     c.Error(path, n,
             absl::StrFormat("'%s' is %s: give the unicast MAC of the next-hop router", text,

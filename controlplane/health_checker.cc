@@ -68,6 +68,7 @@ struct HealthChecker::Probe {
 std::vector<ProbeTarget> ProbeTargetsOf(const Config& cfg, const Overrides& overrides) {
   std::vector<ProbeTarget> out;
   std::set<TargetKey> seen;
+  const EncapConfig encap = shm::EncapConfigOf(ToSettings(cfg.dataplane));
   for (const VipConfig& v : cfg.vips) {
     if (v.health_check.type == CheckType::kNone) continue;
     for (const BackendConfig& b : v.backends) {
@@ -86,7 +87,7 @@ std::vector<ProbeTarget> ProbeTargetsOf(const Config& cfg, const Overrides& over
       if (v.health_check.through_tunnel) {
         // The first VIP (in config order) that checks this backend this way is the one probed.
         t.vip = v.address;
-        t.encap = shm::EncapConfigOf(ToSettings(cfg.dataplane));
+        t.encap = encap;
       }
     }
   }

@@ -8,13 +8,6 @@
 namespace fulcrum {
 namespace {
 
-IpAddress ToIp(const uint8_t* bytes, bool v6) {
-  IpAddress ip;
-  std::memcpy(ip.bytes.data(), bytes, v6 ? 16 : 4);
-  ip.v6 = v6;
-  return ip;
-}
-
 // Templates are built with this placeholder source MAC; the pipeline overwrites it with the
 // egress port's address, so one template serves every port.
 constexpr MacAddress kPlaceholderMac = {0x02, 0, 0, 0, 0, 0x01};
@@ -62,7 +55,7 @@ absl::StatusOr<std::unique_ptr<ForwardingState>> ForwardingState::Build(shm::Sna
       BackendEntry& be = st->backends_[b];
       be.id = br.id;
       be.state = br.state;
-      const IpAddress address = ToIp(br.address, br.family == shm::Family::kIpv6);
+      const IpAddress address = IpAddress::FromBytes(br.address, br.family == shm::Family::kIpv6);
       // Only the VIP's own family is ever carried to this backend (ICMP errors about its flows
       // are of that family too), so only that template is built.
       absl::StatusOr<EncapTemplate> t = BuildEncapTemplate(encap, address, e.v6);

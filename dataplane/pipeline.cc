@@ -30,8 +30,8 @@ class Tally {
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
   ~Tally() { Flush(); }
 
-  void Count(LcoreCounter c, uint64_t n = 1) {
-    counters_[static_cast<size_t>(c)] += n;
+  void Count(LcoreCounter c) {
+    ++counters_[static_cast<size_t>(c)];
     rare_ = true;
   }
   void Hit() { ++hits_; }

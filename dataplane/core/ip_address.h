@@ -5,6 +5,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,13 @@ struct IpAddress {
   static IpAddress V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
     IpAddress ip;
     ip.bytes = {a, b, c, d};
+    return ip;
+  }
+  // 16 bytes for IPv6, 4 for IPv4 (the rest stay zero), in wire order.
+  static IpAddress FromBytes(const uint8_t* bytes, bool v6) {
+    IpAddress ip;
+    std::memcpy(ip.bytes.data(), bytes, v6 ? 16 : 4);
+    ip.v6 = v6;
     return ip;
   }
   // Accepts dotted-quad IPv4 and RFC 4291 IPv6 text; anything else is InvalidArgument.

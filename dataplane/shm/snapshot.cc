@@ -324,14 +324,12 @@ EncapConfig EncapConfigOf(const SnapshotSettings& set) {
   encap.ttl = set.ttl;
   encap.type = set.encap == EncapKindSetting::kGue ? EncapType::kGue : EncapType::kIpip;
   encap.gue_port = set.gue_port;
-  auto address = [](const uint8_t* bytes, bool v6) {
-    IpAddress ip;
-    std::memcpy(ip.bytes.data(), bytes, v6 ? 16 : 4);
-    ip.v6 = v6;
-    return ip;
-  };
-  if ((set.flags & kSettingsHasSourceV4) != 0) encap.source_v4 = address(set.source_v4, false);
-  if ((set.flags & kSettingsHasSourceV6) != 0) encap.source_v6 = address(set.source_v6, true);
+  if ((set.flags & kSettingsHasSourceV4) != 0) {
+    encap.source_v4 = IpAddress::FromBytes(set.source_v4, false);
+  }
+  if ((set.flags & kSettingsHasSourceV6) != 0) {
+    encap.source_v6 = IpAddress::FromBytes(set.source_v6, true);
+  }
   return encap;
 }
 
