@@ -315,7 +315,8 @@ int main(int argc, char** argv) {
   std::printf("mbufs in %s\n", fulcrum::g_hugepages ? "hugepages" : "--no-huge memory");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  // valgrind --tool=callgrind --toggle-collect='fulcrum::ProcessBurst*' divides by this.
+  // valgrind --tool=callgrind --toggle-collect='fulcrum::ProcessBurst(*BurstOutput&)' divides
+  // by this (docs/dataplane.md "Cost").
   if (std::getenv("FULCRUM_PRINT_BURSTS") != nullptr) {
     std::printf("bursts %lu packets %lu\n", static_cast<unsigned long>(fulcrum::g_bursts),
                 static_cast<unsigned long>(fulcrum::g_bursts * fulcrum::kBurst));
