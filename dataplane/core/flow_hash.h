@@ -10,7 +10,7 @@
 // a 5-tuple reaches and aim many flows at one backend. The construction is a wyhash-style
 // multiply-fold (64x64->128 multiply, xor the halves): two multiplies for IPv4, three for
 // IPv6. It is not a cryptographic PRF; SipHash would be, at several times the cost.
-// Cost: 1.6 ns (IPv4) and 2.4 ns (IPv6) per tuple; DPDK jhash 2.9 and 13.4 ns in the same
+// Cost: 2.1 ns (IPv4) and 2.4 ns (IPv6) per tuple; DPDK jhash 2.9 and 13.2 ns in the same
 // run (bench/flow_hash_bench.cc, README "Benchmarks").
 #pragma once
 
