@@ -10,7 +10,7 @@
 // a 5-tuple reaches and aim many flows at one backend. The construction is a wyhash-style
 // multiply-fold (64x64->128 multiply, xor the halves): two multiplies for IPv4, three for
 // IPv6. It is not a cryptographic PRF; SipHash would be, at several times the cost.
-// Cost: 2.1 ns (IPv4) and 2.4 ns (IPv6) per tuple; DPDK jhash 2.9 and 13.2 ns in the same
+// Cost: 1.6 ns (IPv4) and 2.4 ns (IPv6) per tuple; DPDK jhash 2.9 and 13.2 ns in the same
 // run (bench/flow_hash_bench.cc, README "Benchmarks").
 #pragma once
 
@@ -69,12 +69,11 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FlowHash reads wire by
 
 inline uint64_t FlowHash(const FlowTuple& t, const FlowHashKey& key) noexcept {
   using namespace flow_hash_internal;
-  // Field by field, not one 8-byte load across them: the parser has just stored the three
-  // fields separately, and a load spanning several recent stores cannot be forwarded from the
-  // store buffer. The one load waited for the stores to commit and cost the pipeline 5 ns a
-  // packet (bench/pipeline_bench.cc, hot flow: 42.7 -> 37.7 ns).
-  const uint64_t ports =
-      uint64_t{t.src_port} | uint64_t{t.dst_port} << 16 | uint64_t{t.proto} << 32;
+  // src_port | dst_port << 16 | proto << 32, with one load (FlowTuple's layout is pinned). The
+  // parser writes these bytes with one store for it (parse.h StorePortsAndProto): after
+  // separate stores of the fields this load cannot be forwarded from the store buffer, which
+  // cost the pipeline 5 ns a packet (docs/dataplane.md "Cost").
+  const uint64_t ports = Load64(reinterpret_cast<const uint8_t*>(&t.src_port)) & 0xffffffffffull;
   uint64_t a;
   uint64_t b;
   if (!t.v6) {

@@ -47,8 +47,8 @@ struct FlowTuple {
   uint16_t dst_port = 0;
   uint8_t proto = 0;
   bool v6 = false;
-  // Explicit and always zero: the struct has no hidden padding, so a key compares as its
-  // bytes.
+  // Explicit and always zero: the struct has no hidden padding, so a key compares and hashes
+  // as its bytes, and FlowHash reads ports and protocol with one 8-byte load.
   uint8_t reserved[2] = {};
 
   friend bool operator==(const FlowTuple&, const FlowTuple&) = default;
