@@ -144,31 +144,17 @@ class AddressMemo {
   explicit AddressMemo(const VipMap& vips) : vips_(vips) {}
 
   const VipMap::Address* Find(const uint8_t* dst, bool v6) {
-    uint64_t lo = 0;
-    uint64_t hi = 0;
-    if (v6) {
-      std::memcpy(&lo, dst, 8);
-      std::memcpy(&hi, dst + 8, 8);
-    } else {
-      uint32_t a;
-      std::memcpy(&a, dst, 4);
-      lo = a;
-    }
-    const uint8_t family = v6 ? 6 : 4;
-    if (lo != lo_ || hi != hi_ || family != family_) {
-      lo_ = lo;
-      hi_ = hi;
-      family_ = family;
-      address_ = vips_.FindAddress(dst, v6);
+    const VipMap::Words w = VipMap::Load(dst, v6);
+    if (w.lo != last_.lo || w.hi != last_.hi || w.family != last_.family) {
+      last_ = w;
+      address_ = vips_.FindAddress(w);
     }
     return address_;
   }
 
  private:
   const VipMap& vips_;
-  uint64_t lo_ = 0;
-  uint64_t hi_ = 0;
-  uint8_t family_ = 0;  // 4 or 6 once a destination was looked up
+  VipMap::Words last_{0, 0, 0};  // family 0 until a destination was looked up
   const VipMap::Address* address_ = nullptr;
 };
 

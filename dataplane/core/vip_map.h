@@ -53,9 +53,30 @@ class VipMap {
 
   VipMap() = default;
 
+  // An address as the table compares it: IPv4 in the low 4 bytes of lo, family 4 or 6.
+  struct Words {
+    uint64_t lo;
+    uint64_t hi;
+    uint32_t family;
+  };
+  static Words Load(const uint8_t* address, bool v6) noexcept {
+    Words w{0, 0, v6 ? 6u : 4u};
+    if (v6) {
+      std::memcpy(&w.lo, address, 8);
+      std::memcpy(&w.hi, address + 8, 8);
+    } else {
+      uint32_t v4;
+      std::memcpy(&v4, address, 4);
+      w.lo = v4;
+    }
+    return w;
+  }
+
   // The address's entry, or nullptr when no VIP has this address.
   const Address* FindAddress(const uint8_t* address, bool v6) const noexcept {
-    const Words w = Load(address, v6);
+    return FindAddress(Load(address, v6));
+  }
+  const Address* FindAddress(const Words& w) const noexcept {
     for (uint32_t i = Hash(w, 0) & addr_mask_;; i = (i + 1) & addr_mask_) {
       const Address& a = addrs_[i];
       if (a.family == 0) return nullptr;
@@ -103,11 +124,6 @@ class VipMap {
     uint64_t reserved = 0;  // 32 bytes: two slots per line, never one across two
   };
   static_assert(sizeof(Slot) == 32);
-  struct Words {
-    uint64_t lo;
-    uint64_t hi;
-    uint32_t family;
-  };
 
   uint32_t FindInServices(const uint8_t* address, bool v6, uint8_t proto,
                           uint16_t port) const noexcept {
@@ -120,18 +136,6 @@ class VipMap {
     }
   }
 
-  static Words Load(const uint8_t* address, bool v6) noexcept {
-    Words w{0, 0, v6 ? 6u : 4u};
-    if (v6) {
-      std::memcpy(&w.lo, address, 8);
-      std::memcpy(&w.hi, address + 8, 8);
-    } else {
-      uint32_t v4;
-      std::memcpy(&v4, address, 4);
-      w.lo = v4;
-    }
-    return w;
-  }
   // Not keyed: VIP addresses are the operator's, not the client's, so nobody can aim
   // collisions at this table.
   static uint32_t Hash(const Words& w, uint32_t meta) noexcept {
