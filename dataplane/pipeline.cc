@@ -436,6 +436,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       continue;
     }
     hashes[k] = FlowHash(p.tuple, v.hash_key);
+    flows.PrefetchBucket(hashes[k]);
     mbuf_of[k] = m;
     vip_of[k] = vi;
     ++k;

@@ -253,6 +253,14 @@ class FlowTable {
   uint64_t LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
                        uint32_t now, std::span<FlowRef> refs) const noexcept;
 
+  // Starts fetching the bucket line of the key with this hash, for a LookupBurst to come: the
+  // pipeline calls it as each packet's hash is known, a whole parse stage ahead of the lookup
+  // (whose own stage-1 prefetch then finds the line in flight or arrived). At 1 Mi flows that
+  // measured 3-4 ns a packet faster than the lookup's prefetch alone (docs/dataplane.md "Cost").
+  void PrefetchBucket(uint64_t hash) const noexcept {
+    __builtin_prefetch(&groups_[static_cast<uint32_t>(hash) & mask_]);
+  }
+
   // One key, no prefetch: for tests, the exception path and the CLI's "lookup".
   FlowRef Lookup(const FlowTuple& key, uint64_t hash, uint32_t now) const noexcept;
 
