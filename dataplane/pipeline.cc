@@ -21,10 +21,11 @@ using shm::LcoreCounter;
 
 // The counts of one burst, kept on the stack and added to the lcore's shared block once, at the
 // end. Bumping a shared counter per packet chains every packet to the previous one through a
-// store and a load of the same location; per VIP and per backend, runs of the same id (the
-// common case: a burst is mostly one VIP, often one flow) add up before they are stored. The
+// store and a load of the same location; per VIP and backend, a run of packets to the same pair
+// (the common case: a burst is mostly one VIP, often one flow) adds up before it is stored. The
 // counts every burst has (parsed, flow hits) are fields; the other arrays are walked at the
-// end only when something rare (a drop, a parse error, an ICMP error) touched them.
+// end only when something rare (a drop, a parse error, an ICMP error) touched them, and a
+// VIP's drops are added as they happen.
 class Tally {
  public:
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
@@ -44,70 +45,58 @@ class Tally {
   void Drop(rte_mbuf* m, DropReason r, int vip = -1) {
     ++drops_[static_cast<size_t>(r)];
     rare_ = true;
-    if (vip >= 0) Vip(static_cast<uint16_t>(vip)).drops++;
+    if (vip >= 0) VipDrop(static_cast<uint16_t>(vip));
     rte_pktmbuf_free(m);
   }
   void DroppedFreed(DropReason r, uint16_t vip) {  // the caller reused or freed the mbuf
     ++drops_[static_cast<size_t>(r)];
     rare_ = true;
-    Vip(vip).drops++;
+    VipDrop(vip);
   }
   void Sent(uint16_t vip, uint16_t backend, uint32_t bytes) {
-    Run& v = Vip(vip);
-    v.packets++;
-    v.bytes += bytes;
-    Run& b = Backend(backend);
-    b.packets++;
-    b.bytes += bytes;
+    Run& f = Flow(vip, backend);
+    f.packets++;
+    f.bytes += bytes;
   }
   void NewFlow(uint16_t vip, uint16_t backend) {
     ++new_flows_;
-    Vip(vip).new_flows++;
-    Backend(backend).new_flows++;
+    Flow(vip, backend).new_flows++;
   }
 
  private:
+  // What consecutive packets of one VIP and one backend add to both their counters: one
+  // compare per packet for the pair, where a run per VIP and one per backend took two.
   struct Run {
     static constexpr uint32_t kNone = 0xffffffff;
-    uint32_t id = kNone;
-    uint64_t packets = 0, bytes = 0, new_flows = 0, drops = 0;
+    uint32_t key = kNone;  // vip << 16 | backend
+    uint64_t packets = 0, bytes = 0, new_flows = 0;
   };
-  Run& Vip(uint16_t id) {
-    if (vip_.id != id) {
-      FlushVip();
-      vip_ = Run{id};
+  Run& Flow(uint16_t vip, uint16_t backend) {
+    const uint32_t key = uint32_t{vip} << 16 | backend;
+    if (flow_.key != key) {
+      FlushFlow();
+      flow_ = Run{key};
     }
-    return vip_;
+    return flow_;
   }
-  Run& Backend(uint16_t id) {
-    if (backend_.id != id) {
-      FlushBackend();
-      backend_ = Run{id};
+  void VipDrop(uint16_t vip) { Bump(st_.vips[vip].drops); }
+  void FlushFlow() {
+    if (flow_.key == Run::kNone) return;
+    shm::VipCounters& v = st_.vips[flow_.key >> 16];
+    shm::BackendCounters& b = st_.backends[flow_.key & 0xffff];
+    if (flow_.packets != 0) {
+      Bump(v.packets, flow_.packets);
+      Bump(v.bytes, flow_.bytes);
+      Bump(b.packets, flow_.packets);
+      Bump(b.bytes, flow_.bytes);
     }
-    return backend_;
-  }
-  void FlushVip() {
-    if (vip_.id == Run::kNone) return;
-    shm::VipCounters& c = st_.vips[vip_.id];
-    if (vip_.packets != 0) {
-      Bump(c.packets, vip_.packets);
-      Bump(c.bytes, vip_.bytes);
+    if (flow_.new_flows != 0) {
+      Bump(v.new_flows, flow_.new_flows);
+      Bump(b.new_flows, flow_.new_flows);
     }
-    if (vip_.new_flows != 0) Bump(c.new_flows, vip_.new_flows);
-    if (vip_.drops != 0) Bump(c.drops, vip_.drops);
-  }
-  void FlushBackend() {
-    if (backend_.id == Run::kNone) return;
-    shm::BackendCounters& c = st_.backends[backend_.id];
-    if (backend_.packets != 0) {
-      Bump(c.packets, backend_.packets);
-      Bump(c.bytes, backend_.bytes);
-    }
-    if (backend_.new_flows != 0) Bump(c.new_flows, backend_.new_flows);
   }
   void Flush() {
-    FlushVip();
-    FlushBackend();
+    FlushFlow();
     if (hits_ != 0) Bump(st_.counters[static_cast<size_t>(LcoreCounter::kFlowHits)], hits_);
     if (new_flows_ != 0) {
       Bump(st_.counters[static_cast<size_t>(LcoreCounter::kNewFlows)], new_flows_);
@@ -133,8 +122,7 @@ class Tally {
   uint64_t counters_[shm::kLcoreCounterCount] = {};
   uint64_t drops_[shm::kDropReasonCount] = {};
   uint32_t parse_[kParseResultCount] = {};
-  Run vip_;
-  Run backend_;
+  Run flow_;
 };
 
 // The prefilter's answer for the previous frame's destination: a burst is mostly one VIP
