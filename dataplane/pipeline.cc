@@ -318,11 +318,11 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   // packet would make the compiler store and reload them), stored back on the way out.
   struct OutputCounts {
     BurstOutput& out;
-    uint16_t tx;
-    uint16_t kernel;
+    uint32_t tx;
+    uint32_t kernel;
     ~OutputCounts() {
-      out.n_tx = tx;
-      out.n_kernel = kernel;
+      out.n_tx = static_cast<uint16_t>(tx);
+      out.n_kernel = static_cast<uint16_t>(kernel);
     }
   } queued{out, out.n_tx, out.n_kernel};
   const ForwardingView v = fs.view();
@@ -335,7 +335,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   uint64_t hashes[kMaxBurst];
   rte_mbuf* mbuf_of[kMaxBurst];
   uint32_t vip_of[kMaxBurst];
-  uint16_t k = 0;
+  uint32_t k = 0;
 
   // Forwards packet m (parsed as p) to backend index b: MTU check, encapsulation, counters.
   // Inlined into both call sites (fragments, the selection loop): called, it saved and
@@ -371,7 +371,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   };
 
   // Stage 1: prefilter, parse, classify. Packets for the kernel or dropped are done here.
-  for (uint16_t i = 0; i < n; ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     rte_mbuf* const m = pkts[i];
     const uint8_t* const data = rte_pktmbuf_mtod(m, const uint8_t*);
     bool v6 = false;
@@ -437,7 +437,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
                                           now_s, {refs.data(), k});
 
   // Stage 3: select a backend, then forward.
-  for (uint16_t j = 0; j < k; ++j) {
+  for (uint32_t j = 0; j < k; ++j) {
     rte_mbuf* const m = mbuf_of[j];
     const ParsedPacket& p = parsed[j];
     const VipEntry& vip = v.vips[vip_of[j]];
