@@ -167,6 +167,10 @@ inline const uint8_t* PeekDestination(const uint8_t* data, uint32_t len, bool& v
   if (len < 14) return nullptr;
   uint32_t l3 = 14;
   uint16_t type = Load16(data + 12);
+  if (type == RTE_ETHER_TYPE_IPV4) {  // untagged IPv4 apart, with constant offsets (as in parse.h)
+    v6 = false;
+    return len >= 14 + 20 ? data + 14 + 16 : nullptr;
+  }
   if (type == RTE_ETHER_TYPE_VLAN) {
     if (len < 18) return nullptr;
     type = Load16(data + 16);
@@ -433,8 +437,9 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
 
   // Stage 2: one batched flow-table lookup for the burst.
   Scratch<FlowRef, kMaxBurst> refs;
-  const uint64_t hits = flows.LookupBurst(&parsed[0].tuple, sizeof(ParsedPacket), {hashes, k},
-                                          now_s, {refs.data(), k});
+  // The refs say hit or miss as well as the returned mask does, and are read anyway.
+  (void)flows.LookupBurst(&parsed[0].tuple, sizeof(ParsedPacket), {hashes, k}, now_s,
+                          {refs.data(), k});
 
   // Stage 3: select a backend, then forward.
   for (uint32_t j = 0; j < k; ++j) {
@@ -445,25 +450,26 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     const bool tracked = !p.Has(kPacketIcmpError);
     const bool tcp = p.tuple.proto == IPPROTO_TCP;
     const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
-    const bool hit = (hits >> j & 1) != 0;
+    const bool hit = refs[j].hit();
     uint32_t b;
     if (hit && !syn) {
-      const BackendSlot& slot = v.by_id[flows.Backend(refs[j])];
+      FlowTable::Entry flow = flows.At(refs[j]);
+      const BackendSlot& slot = v.by_id[flow.backend()];
       if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
         b = slot.index;
         tally.Hit();
       } else if (vip.table_size != 0) {
         // Its backend was removed or is down: the flow starts over on the table's choice.
         b = v.Pick(vip, hashes[j]);
-        flows.SetBackend(refs[j], v.backends[b].id);
+        flow.SetBackend(v.backends[b].id);
         tally.Count(LcoreCounter::kRepicked);
       } else {
         tally.Drop(m, DropReason::kVipNoBackend, vip.id);
         continue;
       }
       if (tracked) {
-        flows.Refresh(refs[j], now_s);
-        if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flows.MarkClosing(refs[j]);
+        flow.Refresh(now_s);
+        if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flow.MarkClosing();
       } else {
         tally.Count(LcoreCounter::kIcmpToBackend);  // the error follows its flow
       }
@@ -479,8 +485,9 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
         tally.Count(LcoreCounter::kIcmpToBackend);
       } else if (hit) {
         // A SYN on a tracked tuple: a new connection.
-        flows.SetBackend(refs[j], v.backends[b].id);
-        flows.Refresh(refs[j], now_s);
+        FlowTable::Entry flow = flows.At(refs[j]);
+        flow.SetBackend(v.backends[b].id);
+        flow.Refresh(now_s);
         tally.NewFlow(vip.id, v.backends[b].id);
       } else {
         const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);

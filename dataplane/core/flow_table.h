@@ -272,26 +272,41 @@ class FlowTable {
   FlowInsertResult Insert(const FlowTuple& key, uint64_t hash, uint32_t backend,
                           uint32_t now) noexcept;
 
-  // The operations below take a hit ref (from a lookup or Insert in this burst).
-  uint32_t Backend(FlowRef ref) const noexcept { return bucket(ref).backend[ref.way]; }
-  // A hit extends the flow's life. Stores only when the second changed: most hits stay reads.
-  void Refresh(FlowRef ref, uint32_t now) noexcept {
-    uint32_t& last_seen = bucket(ref).last_seen[ref.way];
-    if (last_seen != now) last_seen = now;
-  }
-  // A FIN or RST from the client: a TCP entry moves to tcp_closing_s; other protocols ignore it.
-  void MarkClosing(FlowRef ref) noexcept {
-    namespace internal = flow_table_internal;
-    uint8_t& meta = bucket(ref).meta[ref.way];
-    if ((meta & internal::kMetaClassMask) >> internal::kMetaClassShift == internal::kClassTcp) {
-      meta = static_cast<uint8_t>((meta & ~internal::kMetaClassMask) |
-                                  internal::kClassTcpClosing << internal::kMetaClassShift);
+  // The entry behind a hit ref (from a lookup or Insert in this burst), its bucket's address
+  // computed once for the several operations a packet does on it.
+  class Entry {
+   public:
+    uint32_t backend() const noexcept { return b_.backend[w_]; }
+    // A hit extends the flow's life. Stores only when the second changed: most hits stay reads.
+    void Refresh(uint32_t now) noexcept {
+      if (b_.last_seen[w_] != now) b_.last_seen[w_] = now;
     }
-  }
-  // The flow's backend was removed or is down: the caller re-picked one with Maglev.
-  void SetBackend(FlowRef ref, uint32_t backend) noexcept {
-    bucket(ref).backend[ref.way] = backend;
-  }
+    // A FIN or RST from the client: a TCP entry moves to tcp_closing_s; other protocols ignore
+    // it.
+    void MarkClosing() noexcept {
+      namespace internal = flow_table_internal;
+      uint8_t& meta = b_.meta[w_];
+      if ((meta & internal::kMetaClassMask) >> internal::kMetaClassShift == internal::kClassTcp) {
+        meta = static_cast<uint8_t>((meta & ~internal::kMetaClassMask) |
+                                    internal::kClassTcpClosing << internal::kMetaClassShift);
+      }
+    }
+    // The flow's backend was removed or is down: the caller re-picked one with Maglev.
+    void SetBackend(uint32_t backend) noexcept { b_.backend[w_] = backend; }
+
+   private:
+    friend class FlowTable;
+    Entry(flow_table_internal::Bucket& b, uint32_t w) noexcept : b_(b), w_(w) {}
+    flow_table_internal::Bucket& b_;
+    uint32_t w_;
+  };
+  Entry At(FlowRef ref) noexcept { return Entry(bucket(ref), ref.way); }
+
+  // The same operations by ref, one at a time.
+  uint32_t Backend(FlowRef ref) const noexcept { return bucket(ref).backend[ref.way]; }
+  void Refresh(FlowRef ref, uint32_t now) noexcept { At(ref).Refresh(now); }
+  void MarkClosing(FlowRef ref) noexcept { At(ref).MarkClosing(); }
+  void SetBackend(FlowRef ref, uint32_t backend) noexcept { At(ref).SetBackend(backend); }
   void Remove(FlowRef ref) noexcept {
     assert(ref.hit() && bucket(ref).sig[ref.way] != 0);
     bucket(ref).sig[ref.way] = 0;
