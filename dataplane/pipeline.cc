@@ -53,37 +53,39 @@ class Tally {
     rare_ = true;
     VipDrop(vip);
   }
-  void Sent(uint16_t vip, uint16_t backend, uint32_t bytes) {
-    Run& f = Flow(vip, backend);
+  // `pair` is the backend's index in ForwardingState::backends, one per VIP and backend: the
+  // run's key, a single compare per packet; the ids are read only when a run starts.
+  void Sent(uint32_t pair, const VipEntry& vip, const BackendEntry& be, uint32_t bytes) {
+    Run& f = Flow(pair, vip, be);
     f.packets++;
     f.bytes += bytes;
   }
-  void NewFlow(uint16_t vip, uint16_t backend) {
+  void NewFlow(uint32_t pair, const VipEntry& vip, const BackendEntry& be) {
     ++new_flows_;
-    Flow(vip, backend).new_flows++;
+    Flow(pair, vip, be).new_flows++;
   }
 
  private:
-  // What consecutive packets of one VIP and one backend add to both their counters: one
-  // compare per packet for the pair, where a run per VIP and one per backend took two.
+  // What consecutive packets of one VIP and one backend add to both their counters.
   struct Run {
     static constexpr uint32_t kNone = 0xffffffff;
-    uint32_t key = kNone;  // vip << 16 | backend
+    uint32_t pair = kNone;
+    uint16_t vip = 0;
+    uint16_t backend = 0;
     uint64_t packets = 0, bytes = 0, new_flows = 0;
   };
-  Run& Flow(uint16_t vip, uint16_t backend) {
-    const uint32_t key = uint32_t{vip} << 16 | backend;
-    if (flow_.key != key) {
+  Run& Flow(uint32_t pair, const VipEntry& vip, const BackendEntry& be) {
+    if (flow_.pair != pair) {
       FlushFlow();
-      flow_ = Run{key};
+      flow_ = Run{pair, vip.id, be.id};
     }
     return flow_;
   }
   void VipDrop(uint16_t vip) { Bump(st_.vips[vip].drops); }
   void FlushFlow() {
-    if (flow_.key == Run::kNone) return;
-    shm::VipCounters& v = st_.vips[flow_.key >> 16];
-    shm::BackendCounters& b = st_.backends[flow_.key & 0xffff];
+    if (flow_.pair == Run::kNone) return;
+    shm::VipCounters& v = st_.vips[flow_.vip];
+    shm::BackendCounters& b = st_.backends[flow_.backend];
     if (flow_.packets != 0) {
       Bump(v.packets, flow_.packets);
       Bump(v.bytes, flow_.bytes);
@@ -370,7 +372,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
     WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash);
     std::memcpy(frame + 6, port_mac.data(), 6);
-    tally.Sent(vip.id, be.id, p.l3_length);
+    tally.Sent(b, vip, be, p.l3_length);
     out.tx[queued.tx++] = m;
   };
 
@@ -488,7 +490,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
         FlowTable::Entry flow = flows.At(refs[j]);
         flow.SetBackend(v.backends[b].id);
         flow.Refresh(now_s);
-        tally.NewFlow(vip.id, v.backends[b].id);
+        tally.NewFlow(b, vip, v.backends[b]);
       } else {
         const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
         if (ins.status == FlowInsert::kPresent) {
@@ -497,7 +499,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
           tally.Hit();
         } else {
           if (ins.status == FlowInsert::kFull) tally.Count(LcoreCounter::kFlowTableFull);
-          tally.NewFlow(vip.id, v.backends[b].id);
+          tally.NewFlow(b, vip, v.backends[b]);
         }
       }
     }
