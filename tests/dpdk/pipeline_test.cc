@@ -162,6 +162,38 @@ std::vector<uint16_t> Ports(int n, uint16_t first = 1000) {
 
 constexpr uint8_t kSyn = 0x02, kAck = 0x10, kFin = 0x01;
 
+// The per-VIP and per-backend counters add up runs of packets to one (VIP, backend) pair within
+// a burst: with flows spread over three backends the runs break every few packets, and every
+// break must hand its counts to both the VIP and the backend.
+TEST(PipelineFlowTest, PerVipAndPerBackendCountersMatchWhatWasSent) {
+  PipelineHarness h;
+  ASSERT_EQ(h.Apply(Snapshot({{1, "active"}, {2, "active"}, {3, "active"}})),
+            shm::SnapshotReject::kNone);
+  const auto flows = Ports(500);
+  const std::vector<int> syn = Send(h, flows, kSyn);
+  EXPECT_EQ(Send(h, flows, kAck), syn);
+  std::map<int, uint64_t> per_backend;
+  for (int b : syn) ++per_backend[b];
+  ASSERT_EQ(per_backend.size(), 3u);
+  // No backend left: new flows are dropped and counted against the VIP.
+  ASSERT_EQ(h.Apply(Snapshot({{1, "down"}, {2, "down"}, {3, "down"}})),
+            shm::SnapshotReject::kNone);
+  EXPECT_EQ(Send(h, Ports(10, 5000), kSyn), std::vector<int>(10, -1));
+
+  constexpr uint64_t kIpLen = 40;  // what a VIP's bytes count: the inner IP packet
+  const shm::VipCounters& vip = h.stats().vips[3];
+  EXPECT_EQ(vip.packets.load(), 1000u);
+  EXPECT_EQ(vip.bytes.load(), 1000u * kIpLen);
+  EXPECT_EQ(vip.new_flows.load(), 500u);
+  EXPECT_EQ(vip.drops.load(), 10u);
+  for (const auto& [b, n] : per_backend) {
+    const shm::BackendCounters& c = h.stats().backends[b];
+    EXPECT_EQ(c.packets.load(), 2 * n) << "backend " << b;
+    EXPECT_EQ(c.bytes.load(), 2 * n * kIpLen) << "backend " << b;
+    EXPECT_EQ(c.new_flows.load(), n) << "backend " << b;
+  }
+}
+
 TEST(PipelineFlowTest, EstablishedFlowsKeepTheirBackendWhenABackendIsAdded) {
   PipelineHarness h;
   ASSERT_EQ(h.Apply(Snapshot({{1, "active"}, {2, "active"}, {3, "active"}})),
