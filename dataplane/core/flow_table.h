@@ -316,11 +316,8 @@ class FlowTable {
   };
   Entry At(FlowRef ref) noexcept { return Entry(bucket(ref), ref.way); }
 
-  // The same operations by ref, one at a time.
+  // A hit ref's backend, for a reader that does nothing else with the entry.
   uint32_t Backend(FlowRef ref) const noexcept { return bucket(ref).backend[ref.way]; }
-  void Refresh(FlowRef ref, uint32_t now) noexcept { At(ref).Refresh(now); }
-  void MarkClosing(FlowRef ref) noexcept { At(ref).MarkClosing(); }
-  void SetBackend(FlowRef ref, uint32_t backend) noexcept { At(ref).SetBackend(backend); }
   void Remove(FlowRef ref) noexcept {
     assert(ref.hit() && bucket(ref).sig[ref.way] != 0);
     bucket(ref).sig[ref.way] = 0;

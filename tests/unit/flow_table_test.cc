@@ -128,9 +128,9 @@ TEST(FlowTableTest, FinOrRstShortensOnlyTcpTimeouts) {
   const FlowTuple udp = ClientV4(2, kUdp);
   const FlowRef rt = t->Insert(tcp, FlowHash(tcp, kKey), 1, 1000).ref;
   const FlowRef ru = t->Insert(udp, FlowHash(udp, kKey), 1, 1000).ref;
-  t->MarkClosing(rt);
-  t->MarkClosing(ru);
-  t->MarkClosing(rt);  // a second FIN changes nothing
+  t->At(rt).MarkClosing();
+  t->At(ru).MarkClosing();
+  t->At(rt).MarkClosing();  // a second FIN changes nothing
   EXPECT_TRUE(t->Lookup(tcp, FlowHash(tcp, kKey), 1000 + kTimeouts.tcp_closing_s).hit());
   EXPECT_FALSE(t->Lookup(tcp, FlowHash(tcp, kKey), 1000 + kTimeouts.tcp_closing_s + 1).hit());
   EXPECT_TRUE(t->Lookup(udp, FlowHash(udp, kKey), 1000 + kTimeouts.udp_s).hit());
@@ -143,12 +143,12 @@ TEST(FlowTableTest, RefreshExtendsTheLifeFromTheRefreshTime) {
   t->Insert(k, h, 1, 1000);
   const FlowRef ref = t->Lookup(k, h, 1050);
   ASSERT_TRUE(ref.hit());
-  t->Refresh(ref, 1050);
+  t->At(ref).Refresh(1050);
   EXPECT_TRUE(t->Lookup(k, h, 1050 + kTimeouts.tcp_s).hit());
   EXPECT_FALSE(t->Lookup(k, h, 1050 + kTimeouts.tcp_s + 1).hit());
   // A closing flow that keeps sending (the server is still answering) stays alive.
-  t->MarkClosing(ref);
-  t->Refresh(ref, 1100);
+  t->At(ref).MarkClosing();
+  t->At(ref).Refresh(1100);
   EXPECT_TRUE(t->Lookup(k, h, 1100 + kTimeouts.tcp_closing_s).hit());
   EXPECT_FALSE(t->Lookup(k, h, 1100 + kTimeouts.tcp_closing_s + 1).hit());
 }
@@ -255,7 +255,7 @@ TEST(FlowTableTest, ReinsertingALiveKeyReportsItAndAnExpiredKeyReusesItsOwnWay) 
   EXPECT_EQ(t->Backend(again.ref), 3u);
 
   t->Remove(t->Lookup(keys[0], Crafted(3, 1), 0));  // way 0 is now empty
-  t->Refresh(t->Lookup(keys[1], Crafted(3, 2), 50), 50);
+  t->At(t->Lookup(keys[1], Crafted(3, 2), 50)).Refresh(50);
   const uint32_t later = kTimeouts.tcp_s + 1;  // k expired, b live
   const FlowInsertResult re = t->Insert(k, hk, 4, later);
   EXPECT_EQ(re.status, FlowInsert::kInserted);
@@ -271,7 +271,7 @@ TEST(FlowTableTest, SetBackendReplacesTheBackendOfAnEntry) {
   const FlowTuple k = ClientV4(1);
   const uint64_t h = FlowHash(k, kKey);
   t->Insert(k, h, 1, 0);
-  t->SetBackend(t->Lookup(k, h, 0), 42);
+  t->At(t->Lookup(k, h, 0)).SetBackend(42);
   EXPECT_EQ(t->Backend(t->Lookup(k, h, 5)), 42u);
 }
 
@@ -317,7 +317,7 @@ TEST(FlowTableTest, SweepIsIncrementalAndKeepsDisplacedLiveEntriesReachable) {
   ASSERT_TRUE(t->Lookup(keys[4], Crafted(3, 5), 0).hit()) << "overflow flag cleared too early";
   // Keep the home flows alive, let the displaced one expire.
   for (uint16_t i = 0; i < 4; ++i) {
-    t->Refresh(t->Lookup(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), 90), 90);
+    t->At(t->Lookup(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), 90)).Refresh(90);
   }
   const uint32_t now = kTimeouts.tcp_s + 1;
   EXPECT_EQ(t->Sweep(now, 3), 0u);  // groups 0..2: nothing there
@@ -462,16 +462,16 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
         ASSERT_EQ(ref.group, e->at.group);
         ASSERT_EQ(ref.way, e->at.way);
         ASSERT_EQ(t->Key(ref), k);
-        t->Refresh(ref, now);
+        t->At(ref).Refresh(now);
         e->last_seen = now;
         switch (uniform(16)) {
           case 0:
-            t->MarkClosing(ref);
+            t->At(ref).MarkClosing();
             e->closing = true;
             break;
           case 1:
             e->backend = uniform(1000);
-            t->SetBackend(ref, e->backend);
+            t->At(ref).SetBackend(e->backend);
             break;
           case 2:
             t->Remove(ref);
