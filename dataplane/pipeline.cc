@@ -439,9 +439,9 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
 
   // Stage 2: one batched flow-table lookup for the burst.
   Scratch<FlowRef, kMaxBurst> refs;
-  // The refs say hit or miss as well as the returned mask does, and are read anyway.
-  (void)flows.LookupBurst(&parsed[0].tuple, sizeof(ParsedPacket), {hashes, k}, now_s,
-                          {refs.data(), k});
+  // Stage 1 prefetched every bucket (PrefetchBucket).
+  flows.LookupBurst<FlowPrefetch::kCallerPrefetched>(&parsed[0].tuple, sizeof(ParsedPacket),
+                                                     {hashes, k}, now_s, {refs.data(), k});
 
   // Stage 3: select a backend, then forward.
   for (uint32_t j = 0; j < k; ++j) {

@@ -115,7 +115,7 @@ void FlowTable::SetTimeoutsUnchecked(const FlowTimeouts& timeouts) noexcept {
 }
 
 template <FlowPrefetch kPrefetch>
-uint64_t FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
+void FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
                                 std::span<const uint64_t> hashes, uint32_t now,
                                 std::span<FlowRef> refs) const noexcept {
   assert(hashes.size() <= kMaxBurst && refs.size() >= hashes.size());
@@ -129,24 +129,27 @@ uint64_t FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
   uint64_t match[kMaxBurst];
 
   // Stage 1: start every key's memory accesses before waiting for any of them.
-  for (size_t i = 0; i < n; ++i) {
-    home[i] = static_cast<uint32_t>(hashes[i]) & mask_;
-    const char* line = reinterpret_cast<const char*>(&groups_[home[i]]);
-    __builtin_prefetch(line);
-    if constexpr (kPrefetch == FlowPrefetch::kWholeGroup) {
-      __builtin_prefetch(line + 64);
-      __builtin_prefetch(line + 128);
+  if constexpr (kPrefetch != FlowPrefetch::kCallerPrefetched) {
+    for (size_t i = 0; i < n; ++i) {
+      const char* line =
+          reinterpret_cast<const char*>(&groups_[static_cast<uint32_t>(hashes[i]) & mask_]);
+      __builtin_prefetch(line);
+      if constexpr (kPrefetch == FlowPrefetch::kWholeGroup) {
+        __builtin_prefetch(line + 64);
+        __builtin_prefetch(line + 128);
+      }
     }
   }
   // Stage 2: signatures, as the bucket lines arrive. A key without a candidate in an
   // overflowed home may be a displaced flow (3.4 % of flows at load 0.5, 0.4 % at 0.25): fetch
   // the whole neighbour group now, or such a hit would wait for two misses in stage 3.
   for (size_t i = 0; i < n; ++i) {
+    home[i] = static_cast<uint32_t>(hashes[i]) & mask_;
     const Group& g = groups_[home[i]];
     sig[i] = Signature(hashes[i], key(i).v6);
     match[i] = MatchSignature(g.bucket, sig[i]);
     if (match[i] != 0) {
-      if constexpr (kPrefetch == FlowPrefetch::kBucketThenKey) {
+      if constexpr (kPrefetch != FlowPrefetch::kWholeGroup) {
         __builtin_prefetch(&g.addrs[flow_table_internal::WayOf(match[i])]);
       }
     } else if ((g.bucket.meta[0] & kMetaOverflowed) != 0) {
@@ -154,7 +157,7 @@ uint64_t FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
       __builtin_prefetch(next);
       __builtin_prefetch(next + 64);
       __builtin_prefetch(next + 128);
-    } else if constexpr (kPrefetch == FlowPrefetch::kBucketThenKey) {
+    } else if constexpr (kPrefetch != FlowPrefetch::kWholeGroup) {
       // A sure miss, and the pipeline inserts after nearly every miss: fetch, for writing,
       // the address line Insert will fill (the first free way). kWholeGroup has it already.
       if (const uint64_t empty = MatchSignature(g.bucket, 0); empty != 0) {
@@ -163,13 +166,7 @@ uint64_t FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
     }
   }
   // Stage 3: whole keys and expiry.
-  uint64_t hits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const FlowRef ref = Resolve(home[i], match[i], key(i), sig[i], now);
-    refs[i] = ref;
-    hits |= uint64_t{ref.hit()} << i;
-  }
-  return hits;
+  for (size_t i = 0; i < n; ++i) refs[i] = Resolve(home[i], match[i], key(i), sig[i], now);
 }
 
 FlowRef FlowTable::ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint16_t sig,
@@ -181,10 +178,13 @@ FlowRef FlowTable::ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint1
   return FlowRef{home, FlowRef::kNoWay};
 }
 
-template uint64_t FlowTable::LookupBurst<FlowPrefetch::kBucketThenKey>(
+template void FlowTable::LookupBurst<FlowPrefetch::kBucketThenKey>(
     const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
     std::span<FlowRef>) const noexcept;
-template uint64_t FlowTable::LookupBurst<FlowPrefetch::kWholeGroup>(
+template void FlowTable::LookupBurst<FlowPrefetch::kWholeGroup>(
+    const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
+    std::span<FlowRef>) const noexcept;
+template void FlowTable::LookupBurst<FlowPrefetch::kCallerPrefetched>(
     const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
     std::span<FlowRef>) const noexcept;
 

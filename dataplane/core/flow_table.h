@@ -95,9 +95,13 @@ struct FlowInsertResult {
 // three (96 per burst) to take the second dependent miss off a hit. Which wins depends on how
 // many misses the core can have outstanding: on one host kWholeGroup measured 8-14 % faster,
 // on another 45-75 % slower (docs/flow-table.md). The default is the one that is never far off.
+// kCallerPrefetched is the default without its stage 1, for a caller that already ran
+// PrefetchBucket on every key (the pipeline, as it hashes): the bucket lines are then in
+// flight or arrived, and a second prefetch of each was 6 instructions a key for nothing.
 enum class FlowPrefetch : uint8_t {
-  kBucketThenKey,  // stage 1: bucket lines; stage 2: the address line of the matching way
-  kWholeGroup,     // stage 1: all three lines of each key's group
+  kBucketThenKey,     // stage 1: bucket lines; stage 2: the address line of the matching way
+  kWholeGroup,        // stage 1: all three lines of each key's group
+  kCallerPrefetched,  // no stage 1 (the caller's PrefetchBucket); stage 2 as kBucketThenKey
 };
 
 namespace flow_table_internal {
@@ -247,7 +251,8 @@ class FlowTable {
   // seconds, as in the file comment.
 
   // Up to kMaxBurst keys (the pipeline passes its burst of 32): refs[i] is the live entry of
-  // keys[i] or a miss, and bit i of the result is set on a hit. Stage 1 prefetches each key's
+  // keys[i] or a miss (refs[i].hit()). No hit mask is returned: every caller reads the refs
+  // anyway, and building one cost 4 instructions a hit. Stage 1 prefetches each key's
   // group, stage 2 matches signatures as the bucket lines arrive (and prefetches the
   // neighbour group where the home overflowed), stage 3 compares whole keys and checks expiry.
   // Cost per key, burst 32, random IPv4 flows, load 0.5 (bench/flow_table_bench.cc, README
@@ -255,21 +260,20 @@ class FlowTable {
   // and 24.0 ns. rte_hash_lookup_bulk_data on the same keys in the same run (4 KiB pages):
   // hit 49.0 and 65.3 ns; on the same 4 KiB pages the table's hit is 0.47 and 0.52 of that.
   template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
-  uint64_t LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes,
-                       uint32_t now, std::span<FlowRef> refs) const noexcept {
-    return LookupBurst<kPrefetch>(keys.data(), sizeof(FlowTuple), hashes.first(keys.size()), now,
-                                  refs);
+  void LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes,
+                   uint32_t now, std::span<FlowRef> refs) const noexcept {
+    LookupBurst<kPrefetch>(keys.data(), sizeof(FlowTuple), hashes.first(keys.size()), now, refs);
   }
   // The same, for hashes.size() keys that are `stride` bytes apart from `first` on: the
   // pipeline looks its keys up where the parser wrote them, inside its parsed packets, rather
   // than copying each 40-byte tuple into an array first.
   template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
-  uint64_t LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
-                       uint32_t now, std::span<FlowRef> refs) const noexcept;
+  void LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
+                   uint32_t now, std::span<FlowRef> refs) const noexcept;
 
   // Starts fetching the bucket line of the key with this hash, for a LookupBurst to come: the
   // pipeline calls it as each packet's hash is known, a whole parse stage ahead of the lookup
-  // (whose own stage-1 prefetch then finds the line in flight or arrived). At 1 Mi flows that
+  // (which then runs as kCallerPrefetched). At 1 Mi flows that
   // measured 3-4 ns a packet faster than the lookup's prefetch alone (docs/dataplane.md "Cost").
   void PrefetchBucket(uint64_t hash) const noexcept {
     __builtin_prefetch(&groups_[static_cast<uint32_t>(hash) & mask_]);
