@@ -19,39 +19,31 @@ using shm::Bump;
 using shm::DropReason;
 using shm::LcoreCounter;
 
-// The counts of one burst, kept on the stack and added to the lcore's shared block once, at the
-// end. Bumping a shared counter per packet chains every packet to the previous one through a
-// store and a load of the same location; per VIP and backend, a run of packets to the same pair
-// (the common case: a burst is mostly one VIP, often one flow) adds up before it is stored. The
-// counts every burst has (parsed, flow hits) are fields; the other arrays are walked at the
-// end only when something rare (a drop, a parse error, an ICMP error) touched them, and a
-// VIP's drops are added as they happen.
+// The counts of one burst. Bumping a shared counter per packet chains every packet to the
+// previous one through a store and a load of the same location, so what nearly every packet
+// counts is kept here and added to the lcore's shared block once, at the end: the parsed and
+// flow-hit counts, and per VIP and backend a run of packets to the same pair (the common case:
+// a burst is mostly one VIP, often one flow) that adds up before it is stored. What only some
+// packets count (a drop, a parse error, an ICMP error, a re-pick) goes to the shared block as
+// it happens: per-burst arrays for those cost a clear of every one of them on every burst.
 class Tally {
  public:
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
   ~Tally() { Flush(); }
 
-  void Count(LcoreCounter c) {
-    ++counters_[static_cast<size_t>(c)];
-    rare_ = true;
-  }
+  void Count(LcoreCounter c) { Bump(st_.counters[static_cast<size_t>(c)]); }
   void Hit() { ++hits_; }
   void ParsedOk() { ++parsed_ok_; }
-  void ParseFailed(ParseResult r) {
-    ++parse_[static_cast<size_t>(r)];
-    rare_ = true;
-  }
+  void ParseFailed(ParseResult r) { Bump(st_.parse[static_cast<size_t>(r)]); }
   // Frees the packet and counts why; `vip` is the VIP's id, or -1 when none applies.
   void Drop(rte_mbuf* m, DropReason r, int vip = -1) {
-    ++drops_[static_cast<size_t>(r)];
-    rare_ = true;
-    if (vip >= 0) VipDrop(static_cast<uint16_t>(vip));
+    Bump(st_.drops[static_cast<size_t>(r)]);
+    if (vip >= 0) Bump(st_.vips[vip].drops);
     rte_pktmbuf_free(m);
   }
   void DroppedFreed(DropReason r, uint16_t vip) {  // the caller reused or freed the mbuf
-    ++drops_[static_cast<size_t>(r)];
-    rare_ = true;
-    VipDrop(vip);
+    Bump(st_.drops[static_cast<size_t>(r)]);
+    Bump(st_.vips[vip].drops);
   }
   // `pair` is the backend's index in ForwardingState::backends, one per VIP and backend: the
   // run's key, a single compare per packet; the ids are read only when a run starts.
@@ -81,7 +73,6 @@ class Tally {
     }
     return flow_;
   }
-  void VipDrop(uint16_t vip) { Bump(st_.vips[vip].drops); }
   void FlushFlow() {
     if (flow_.pair == Run::kNone) return;
     shm::VipCounters& v = st_.vips[flow_.vip];
@@ -104,26 +95,12 @@ class Tally {
       Bump(st_.counters[static_cast<size_t>(LcoreCounter::kNewFlows)], new_flows_);
     }
     if (parsed_ok_ != 0) Bump(st_.parse[static_cast<size_t>(ParseResult::kOk)], parsed_ok_);
-    if (!rare_) return;
-    for (size_t i = 0; i < shm::kLcoreCounterCount; ++i) {
-      if (counters_[i] != 0) Bump(st_.counters[i], counters_[i]);
-    }
-    for (size_t i = 0; i < shm::kDropReasonCount; ++i) {
-      if (drops_[i] != 0) Bump(st_.drops[i], drops_[i]);
-    }
-    for (size_t i = 0; i < kParseResultCount; ++i) {
-      if (parse_[i] != 0) Bump(st_.parse[i], parse_[i]);
-    }
   }
 
   shm::LcoreStats& st_;
   uint32_t hits_ = 0;
   uint32_t new_flows_ = 0;
   uint32_t parsed_ok_ = 0;
-  bool rare_ = false;
-  uint64_t counters_[shm::kLcoreCounterCount] = {};
-  uint64_t drops_[shm::kDropReasonCount] = {};
-  uint32_t parse_[kParseResultCount] = {};
   Run flow_;
 };
 
