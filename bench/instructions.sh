@@ -5,13 +5,20 @@
 #
 #   bench/instructions.sh [CASE...]     (default: the four cases of the data-plane floors)
 #
+# Needs valgrind (apt-get install valgrind; not part of scripts/bootstrap, which installs what
+# building and testing need).
+#
 # Builds build-callgrind/ (release, -g; Debian's DPDK flags give -march=corei7, which valgrind
 # runs: it does not run AVX-512). Each case runs twice, with two benchmark durations, and the
 # count is the difference of the two runs over the difference of their packets: the set-up of
 # the 1 Mi case (tracking every flow with a SYN through the same ProcessBurst) and of the
 # new-flow case cancels out. A single run's total over its packets mixes those in: the
-# 1 Mi case then read 529 where its timed loop executes 438.
+# 1 Mi case read 529 that way where its timed loop ran 448 (docs/dataplane.md "Cost").
 set -euo pipefail
+if ! command -v valgrind >/dev/null; then
+  echo "bench/instructions.sh: valgrind is not installed (apt-get install valgrind)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 build=build-callgrind
 [ -d "$build" ] || meson setup "$build" --buildtype=release -Dcpp_args=-g >/dev/null
