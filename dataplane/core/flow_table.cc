@@ -115,9 +115,8 @@ void FlowTable::SetTimeoutsUnchecked(const FlowTimeouts& timeouts) noexcept {
 }
 
 template <FlowPrefetch kPrefetch>
-void FlowTable::LookupBurst(const FlowTuple* first, size_t stride,
-                                std::span<const uint64_t> hashes, uint32_t now,
-                                std::span<FlowRef> refs) const noexcept {
+void FlowTable::LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
+                            uint32_t now, std::span<FlowRef> refs) const noexcept {
   assert(hashes.size() <= kMaxBurst && refs.size() >= hashes.size());
   const size_t n = hashes.size() < kMaxBurst ? hashes.size() : kMaxBurst;
   const auto* const base = reinterpret_cast<const char*>(first);
