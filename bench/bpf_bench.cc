@@ -86,7 +86,7 @@ std::vector<uint8_t> Encapsulated(EncapType type, const char* backend, bool inne
   std::vector<uint8_t> f = Syn(inner_v6, kMaxEncapHeaderLen);
   uint8_t* inner = f.data() + kMaxEncapHeaderLen;
   const uint32_t len = WriteEncap(t, inner, static_cast<uint32_t>(f.size() - kMaxEncapHeaderLen), 0,
-                                  0x0123456789abcdefULL);
+                                  0x0123456789abcdefULL, EncapSourceMac::Of(Config(type).src_mac));
   return std::vector<uint8_t>(inner - len, f.data() + f.size());
 }
 

@@ -311,6 +311,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   const ForwardingView v = fs.view();
   AddressMemo addresses(fs.vip_map());
   FlowTable& flows = *ctx.flows;
+  const EncapSourceMac src_mac = EncapSourceMac::Of(port_mac);
 
   // The packets that go on to the flow table, compacted: parsed[j] is packet mbuf_of[j], and the
   // flow table reads its keys where the parser wrote them (parsed[j].tuple).
@@ -347,8 +348,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       return;
     }
     uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
-    WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash);
-    std::memcpy(frame + 6, port_mac.data(), 6);
+    WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash, src_mac);
     tally.Sent(b, vip, be, p.l3_length);
     out.tx[queued.tx++] = m;
   };

@@ -78,23 +78,31 @@ struct Frame {
   uint8_t* inner_ip;
 };
 
+// The template's own source MAC (the config's src_mac, which the fixtures expect), as the port
+// MAC WriteEncap puts over it.
+EncapSourceMac Placeholder(const EncapTemplate& t) {
+  MacAddress mac;
+  std::memcpy(mac.data(), t.bytes.data() + 6, 6);
+  return EncapSourceMac::Of(mac);
+}
+
 template <EncapKind kKind>
 uint32_t WriteTyped(const EncapTemplate& t, uint8_t* inner, uint32_t len, uint8_t tos,
-                    uint64_t hash) {
-  return WriteEncap<kKind>(t, inner, len, tos, hash);
+                    uint64_t hash, const EncapSourceMac& src) {
+  return WriteEncap<kKind>(t, inner, len, tos, hash, src);
 }
 
 uint32_t WriteWithTemplateParameter(const EncapTemplate& t, uint8_t* inner, uint32_t len,
-                                    uint8_t tos, uint64_t hash) {
+                                    uint8_t tos, uint64_t hash, const EncapSourceMac& src) {
   switch (t.kind) {
     case EncapKind::kIpip4:
-      return WriteTyped<EncapKind::kIpip4>(t, inner, len, tos, hash);
+      return WriteTyped<EncapKind::kIpip4>(t, inner, len, tos, hash, src);
     case EncapKind::kIpip6:
-      return WriteTyped<EncapKind::kIpip6>(t, inner, len, tos, hash);
+      return WriteTyped<EncapKind::kIpip6>(t, inner, len, tos, hash, src);
     case EncapKind::kGue4:
-      return WriteTyped<EncapKind::kGue4>(t, inner, len, tos, hash);
+      return WriteTyped<EncapKind::kGue4>(t, inner, len, tos, hash, src);
     case EncapKind::kGue6:
-      return WriteTyped<EncapKind::kGue6>(t, inner, len, tos, hash);
+      return WriteTyped<EncapKind::kGue6>(t, inner, len, tos, hash, src);
   }
   return 0;
 }
@@ -115,9 +123,30 @@ TEST(EncapTest, OutputIsByteForByteWhatScapyBuildsForEveryFixture) {
     for (auto write : {&WriteEncap, &WriteWithTemplateParameter}) {
       Frame frame(t->header_len, inner);
       const uint32_t written = write(*t, frame.inner_ip, static_cast<uint32_t>(inner.size()),
-                                     c["inner_tos"].get<uint8_t>(), FlowHashOf(c));
+                                     c["inner_tos"].get<uint8_t>(), FlowHashOf(c), Placeholder(*t));
       EXPECT_EQ(written, t->header_len);
       EXPECT_EQ(ToHex(frame.bytes.get(), frame.size), expected);
+    }
+  }
+}
+
+TEST(EncapTest, ThePortMacReplacesTheTemplatesSourceMacAndNothingElse) {
+  REQUIRE_PACKET_FIXTURES("encap");
+  const MacAddress port = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  for (const json& c : PacketFixtures()["encap"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    const std::vector<uint8_t> inner = FromHex(c["inner"]);
+    std::vector<uint8_t> expected = FromHex(c["expected"]);
+    ASSERT_NE(std::vector<uint8_t>(expected.begin() + 6, expected.begin() + 12),
+              std::vector<uint8_t>(port.begin(), port.end()));
+    std::copy(port.begin(), port.end(), expected.begin() + 6);
+    auto t = BuildEncapTemplate(ConfigOf(c), Ip(c["backend"]), c["inner_family"] == "ipv6");
+    ASSERT_TRUE(t.ok()) << t.status();
+    for (auto write : {&WriteEncap, &WriteWithTemplateParameter}) {
+      Frame frame(t->header_len, inner);
+      write(*t, frame.inner_ip, static_cast<uint32_t>(inner.size()), c["inner_tos"].get<uint8_t>(),
+            FlowHashOf(c), EncapSourceMac::Of(port));
+      EXPECT_EQ(ToHex(frame.bytes.get(), frame.size), ToHex(expected.data(), expected.size()));
     }
   }
 }
@@ -162,7 +191,7 @@ TEST(EncapTest, StrippingTheHeaderGivesBackTheInnerPacketUntouched) {
     std::vector<uint8_t> buf(16 + header_len + inner.size(), 0x5a);
     std::copy(inner.begin(), inner.end(), buf.begin() + 16 + header_len);
     WriteEncap(*t, buf.data() + 16 + header_len, static_cast<uint32_t>(inner.size()), 0x2a,
-               FlowHashOf(c));
+               FlowHashOf(c), Placeholder(*t));
     EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + 16), std::vector<uint8_t>(16, 0x5a));
     EXPECT_EQ(std::vector<uint8_t>(buf.begin() + 16 + header_len, buf.end()), inner);
   }
@@ -239,7 +268,7 @@ TEST(EncapTest, OuterIpv4ChecksumIsValidForEveryTosAndLength) {
       const uint32_t max_inner = 0xffff - EncapIpOverhead(t->kind);
       for (uint32_t len = 20; len <= max_inner; len += len < 2000 ? 1 : 97) {
         for (int tos = 0; tos < 256; tos += len < 2000 ? 51 : 1) {
-          const uint32_t n = WriteEncap(*t, inner, len, static_cast<uint8_t>(tos), len * 31);
+          const uint32_t n = WriteEncap(*t, inner, len, static_cast<uint8_t>(tos), len * 31, Placeholder(*t));
           const uint8_t* ip = inner - n + kEncapEthernetLen;
           ASSERT_TRUE(ChecksumValid(ip, 20)) << "len " << len << " tos " << tos;
           ASSERT_EQ(ip[1], tos);
@@ -263,14 +292,14 @@ TEST(EncapTest, GueSourcePortStaysInTheDynamicRangeAndDependsOnlyOnTheFlowHash) 
     std::set<uint16_t> ports;
     for (int i = 0; i < 100000; ++i) {
       const uint64_t hash = rng();
-      const uint32_t n = WriteEncap(*t, inner, 100, static_cast<uint8_t>(i), hash);
+      const uint32_t n = WriteEncap(*t, inner, 100, static_cast<uint8_t>(i), hash, Placeholder(*t));
       const uint8_t* h = inner - n;
       const uint16_t port = static_cast<uint16_t>(h[udp] << 8 | h[udp + 1]);
       ASSERT_GE(port, 49152);
       ASSERT_EQ(port, GueSourcePort(hash));
       ports.insert(port);
       // Same hash (the same flow), any other packet: the same port, so the same RSS queue.
-      WriteEncap(*t, inner, 1400, 0, hash);
+      WriteEncap(*t, inner, 1400, 0, hash, Placeholder(*t));
       ASSERT_EQ(h[udp] << 8 | h[udp + 1], port);
       ASSERT_EQ(h[udp + 2] << 8 | h[udp + 3], 6080);
     }
@@ -291,7 +320,7 @@ TEST(EncapTest, Ipv6FlowLabelIsTwentyBitsOfTheFlowHashAndTrafficClassIsTheInnerT
     for (int i = 0; i < 20000; ++i) {
       const uint64_t hash = rng();
       const uint8_t tos = static_cast<uint8_t>(rng());
-      const uint8_t* ip = inner - WriteEncap(*t, inner, 500, tos, hash) + kEncapEthernetLen;
+      const uint8_t* ip = inner - WriteEncap(*t, inner, 500, tos, hash, Placeholder(*t)) + kEncapEthernetLen;
       const uint32_t word0 = uint32_t{ip[0]} << 24 | ip[1] << 16 | ip[2] << 8 | ip[3];
       ASSERT_EQ(word0 >> 28, 6u);
       ASSERT_EQ((word0 >> 20) & 0xff, tos);
@@ -317,7 +346,7 @@ TEST(EncapTest, OverheadIsExactlyWhatTheOuterHeadersAddToTheIpPacket) {
       // The outer IP packet's length, as the next router sees it.
       std::vector<uint8_t> buf(kMaxEncapHeaderLen);
       uint8_t* inner = buf.data() + kMaxEncapHeaderLen;
-      const uint8_t* ip = inner - WriteEncap(*t, inner, 1000, 0, 0) + kEncapEthernetLen;
+      const uint8_t* ip = inner - WriteEncap(*t, inner, 1000, 0, 0, Placeholder(*t)) + kEncapEthernetLen;
       const uint32_t outer_len =
           backend.v6 ? 40u + (uint32_t{ip[4]} << 8 | ip[5]) : uint32_t{ip[2]} << 8 | ip[3];
       EXPECT_EQ(outer_len - 1000, EncapIpOverhead(t->kind)) << EncapKindName(t->kind);
