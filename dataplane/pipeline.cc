@@ -168,7 +168,10 @@ inline const uint8_t* PeekDestination(const uint8_t* data, uint32_t len, bool& v
 
 // Moves the frame start so that `header_len` bytes of outer headers end where the inner IP
 // packet begins, and drops any Ethernet padding after the IP packet. False when the mbuf lacks
-// the headroom.
+// the headroom. ol_flags stay as received, as testpmd's io forwarding leaves them: the RX bits
+// mean nothing to a TX queue, no TX offload is asked for (the outer checksum is computed
+// here), and the bits that describe the buffer itself (EXTERNAL, INDIRECT) must survive for
+// the free to release it the right way.
 inline bool Reframe(rte_mbuf* m, const ParsedPacket& p, uint32_t header_len) {
   const uint32_t available = rte_pktmbuf_headroom(m) + p.l3_offset;
   if (available < header_len) return false;
@@ -184,7 +187,6 @@ inline bool Reframe(rte_mbuf* m, const ParsedPacket& p, uint32_t header_len) {
     m->pkt_len = static_cast<uint32_t>(static_cast<int64_t>(m->pkt_len) + delta);
   }
   m->data_off = new_off;
-  m->ol_flags = 0;
   return true;
 }
 

@@ -194,6 +194,42 @@ TEST(PipelineFlowTest, PerVipAndPerBackendCountersMatchWhatWasSent) {
   }
 }
 
+// Some PMDs hand over packets in buffers the mbuf does not own (an external buffer: mlx5's
+// multi-packet receive queues). The mbuf's EXTERNAL flag is what makes freeing it release that
+// buffer rather than return the foreign memory to the pool as the mbuf's own: encapsulation in
+// place must keep it (a Reframe that zeroed ol_flags lost it).
+TEST(PipelineFlowTest, AnExternalBufferMbufIsForwardedAsOneAndItsBufferReleasedOnFree) {
+  PipelineHarness h;
+  ASSERT_EQ(h.Apply(Snapshot({{1, "active"}, {2, "active"}, {3, "active"}})),
+            shm::SnapshotReject::kNone);
+  const unsigned in_use = PoolInUse();
+  alignas(64) static uint8_t buffer[2048];
+  uint16_t buf_len = sizeof(buffer);
+  int released = 0;
+  rte_mbuf_ext_shared_info* shinfo = rte_pktmbuf_ext_shinfo_init_helper(
+      buffer, &buf_len, [](void*, void* opaque) { ++*static_cast<int*>(opaque); }, &released);
+  ASSERT_NE(shinfo, nullptr);
+  rte_mbuf* m = rte_pktmbuf_alloc(testing::EalEnvironment::pool());
+  ASSERT_NE(m, nullptr);
+  rte_pktmbuf_attach_extbuf(m, buffer, 0, buf_len, shinfo);
+  m->data_off = RTE_PKTMBUF_HEADROOM;  // attaching leaves none; a PMD sets its own
+  const std::vector<uint8_t> frame = Tcp(1000, kSyn);
+  char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
+  ASSERT_NE(data, nullptr);
+  std::memcpy(data, frame.data(), frame.size());
+
+  BurstOutput out;
+  h.Run(&m, 1, out);
+  ASSERT_EQ(out.n_tx, 1);
+  ASSERT_EQ(out.tx[0], m);
+  EXPECT_TRUE(RTE_MBUF_HAS_EXTBUF(m));
+  EXPECT_EQ(rte_pktmbuf_mtod(m, uint8_t*) + m->data_len, buffer + RTE_PKTMBUF_HEADROOM + 54);
+  EXPECT_EQ(BytesOf(m)[14 + 9], 4) << "IPv4 in IPv4 to the backend";
+  rte_pktmbuf_free(m);
+  EXPECT_EQ(released, 1);
+  EXPECT_EQ(PoolInUse(), in_use);
+}
+
 TEST(PipelineFlowTest, EstablishedFlowsKeepTheirBackendWhenABackendIsAdded) {
   PipelineHarness h;
   ASSERT_EQ(h.Apply(Snapshot({{1, "active"}, {2, "active"}, {3, "active"}})),
