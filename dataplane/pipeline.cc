@@ -22,10 +22,14 @@ using shm::LcoreCounter;
 // The counts of one burst. Bumping a shared counter per packet chains every packet to the
 // previous one through a store and a load of the same location, so what nearly every packet
 // counts is kept here and added to the lcore's shared block once, at the end: the parsed and
-// flow-hit counts, and per VIP and backend a run of packets to the same pair (the common case:
-// a burst is mostly one VIP, often one flow) that adds up before it is stored. What only some
-// packets count (a drop, a parse error, an ICMP error, a re-pick) goes to the shared block as
-// it happens: per-burst arrays for those cost a clear of every one of them on every burst.
+// flow-hit counts, and per VIP a run of packets to the same VIP (a burst is mostly one VIP)
+// that adds up before it is stored. A backend's packets and bytes go to its counters as they
+// are sent: consecutive packets of many flows go to different backends, and a run per backend
+// (or per VIP and backend pair) then ended, and flushed, on nearly every packet: 1 Mi flows in
+// random order measured 3.3 ns a packet faster this way (new flows 1.9), one hot flow 0.6 ns
+// slower: the many-flow case is the one an edge sees. What only some packets count (a drop, a
+// parse error, an ICMP error, a re-pick) goes to the shared block as it happens: per-burst
+// arrays for those cost a clear of every one of them on every burst.
 class Tally {
  public:
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
@@ -45,51 +49,45 @@ class Tally {
     Bump(st_.drops[static_cast<size_t>(r)]);
     Bump(st_.vips[vip].drops);
   }
-  // `pair` is the backend's index in ForwardingState::backends, one per VIP and backend: the
-  // run's key, a single compare per packet; the ids are read only when a run starts.
-  void Sent(uint32_t pair, const VipEntry& vip, const BackendEntry& be, uint32_t bytes) {
-    Run& f = Flow(pair, vip, be);
-    f.packets++;
-    f.bytes += bytes;
+  void Sent(const VipEntry& vip, const BackendEntry& be, uint32_t bytes) {
+    Run& r = Vip(vip);
+    r.packets++;
+    r.bytes += bytes;
+    shm::BackendCounters& c = st_.backends[be.id];
+    Bump(c.packets);
+    Bump(c.bytes, bytes);
   }
-  void NewFlow(uint32_t pair, const VipEntry& vip, const BackendEntry& be) {
+  void NewFlow(const VipEntry& vip, const BackendEntry& be) {
     ++new_flows_;
-    Flow(pair, vip, be).new_flows++;
+    Vip(vip).new_flows++;
+    Bump(st_.backends[be.id].new_flows);
   }
 
  private:
-  // What consecutive packets of one VIP and one backend add to both their counters.
+  // What consecutive packets of one VIP add to its counters.
   struct Run {
     static constexpr uint32_t kNone = 0xffffffff;
-    uint32_t pair = kNone;
-    uint16_t vip = 0;
-    uint16_t backend = 0;
+    uint32_t vip = kNone;
     uint64_t packets = 0, bytes = 0, new_flows = 0;
   };
-  Run& Flow(uint32_t pair, const VipEntry& vip, const BackendEntry& be) {
-    if (flow_.pair != pair) {
-      FlushFlow();
-      flow_ = Run{pair, vip.id, be.id};
+  Run& Vip(const VipEntry& vip) {
+    if (run_.vip != vip.id) {
+      FlushRun();
+      run_ = Run{vip.id};
     }
-    return flow_;
+    return run_;
   }
-  void FlushFlow() {
-    if (flow_.pair == Run::kNone) return;
-    shm::VipCounters& v = st_.vips[flow_.vip];
-    shm::BackendCounters& b = st_.backends[flow_.backend];
-    if (flow_.packets != 0) {
-      Bump(v.packets, flow_.packets);
-      Bump(v.bytes, flow_.bytes);
-      Bump(b.packets, flow_.packets);
-      Bump(b.bytes, flow_.bytes);
+  void FlushRun() {
+    if (run_.vip == Run::kNone) return;
+    shm::VipCounters& v = st_.vips[run_.vip];
+    if (run_.packets != 0) {
+      Bump(v.packets, run_.packets);
+      Bump(v.bytes, run_.bytes);
     }
-    if (flow_.new_flows != 0) {
-      Bump(v.new_flows, flow_.new_flows);
-      Bump(b.new_flows, flow_.new_flows);
-    }
+    if (run_.new_flows != 0) Bump(v.new_flows, run_.new_flows);
   }
   void Flush() {
-    FlushFlow();
+    FlushRun();
     if (hits_ != 0) Bump(st_.counters[static_cast<size_t>(LcoreCounter::kFlowHits)], hits_);
     if (new_flows_ != 0) {
       Bump(st_.counters[static_cast<size_t>(LcoreCounter::kNewFlows)], new_flows_);
@@ -101,7 +99,7 @@ class Tally {
   uint32_t hits_ = 0;
   uint32_t new_flows_ = 0;
   uint32_t parsed_ok_ = 0;
-  Run flow_;
+  Run run_;
 };
 
 // The prefilter's answer for the previous frame's destination: a burst is mostly one VIP
@@ -351,7 +349,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     }
     uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
     WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash, src_mac);
-    tally.Sent(b, vip, be, p.l3_length);
+    tally.Sent(vip, be, p.l3_length);
     out.tx[queued.tx++] = m;
   };
 
@@ -469,7 +467,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
         FlowTable::Entry flow = flows.At(refs[j]);
         flow.SetBackend(v.backends[b].id);
         flow.Refresh(now_s);
-        tally.NewFlow(b, vip, v.backends[b]);
+        tally.NewFlow(vip, v.backends[b]);
       } else {
         const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
         if (ins.status == FlowInsert::kPresent) {
@@ -478,7 +476,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
           tally.Hit();
         } else {
           if (ins.status == FlowInsert::kFull) tally.Count(LcoreCounter::kFlowTableFull);
-          tally.NewFlow(b, vip, v.backends[b]);
+          tally.NewFlow(vip, v.backends[b]);
         }
       }
     }
