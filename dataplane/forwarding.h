@@ -26,7 +26,7 @@ namespace fulcrum {
 
 // One backend of one VIP. Two templates: inner IPv4 and inner IPv6 (kind may differ: an IPv4
 // backend carries IPv6 only with GUE). The source MAC in the templates is a placeholder: the
-// pipeline writes the egress port's own MAC over it.
+// pipeline passes the egress port's own MAC to WriteEncap, which puts it in its place.
 struct alignas(64) BackendEntry {
   EncapTemplate encap[2];  // [inner_v6]
   uint16_t id = 0;
