@@ -127,15 +127,9 @@ class AddressMemo {
 // assembly (an xchg of the two byte registers) that kept the value from the optimiser, one move
 // more in the destination peek of every packet.
 using parse_internal::Load16;
-
-inline void Store16(uint8_t* p, uint16_t v) {
-  v = rte_cpu_to_be_16(v);
-  std::memcpy(p, &v, 2);
-}
-inline void Store32(uint8_t* p, uint32_t v) {
-  v = rte_cpu_to_be_32(v);
-  std::memcpy(p, &v, 4);
-}
+// And the encapsulation's stores, for the ICMP errors this file builds.
+using encap_internal::Store16;
+using encap_internal::Store32;
 
 // The destination address of an IP frame, read without parsing it: enough to send traffic that
 // is not for any VIP address to the kernel for one probe. nullptr when the frame is not IP or
