@@ -8,7 +8,9 @@
 // (data offset, length, Ethernet header, and for the flow cases the 5-tuple). That restore,
 // plus a MAC swap of every packet (what testpmd's macswap does), is measured alone as the
 // reference: report each case as ns/packet and as its ratio to that reference, and read the
-// net figure (case - restore) as the pipeline's own cost.
+// net figure (case - restore) as the pipeline's own cost. The 1 Mi case has a second reference,
+// the memory system alone: random lines from a region the size of its flow table, one or two
+// per packet (BM_Reference_RandomTableLines).
 //
 // EAL: hugepages when mounted and free (scripts/bench mounts them), --no-huge otherwise.
 #include <benchmark/benchmark.h>
@@ -16,10 +18,12 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -189,6 +193,55 @@ void BM_Reference_RestoreAndMacSwap(benchmark::State& state) {
   Report(state);
 }
 BENCHMARK(BM_Reference_RestoreAndMacSwap);
+
+// The memory system alone, the reference for the 1 Mi case: per packet, a random group of a
+// region the size of that case's flow table (4 Mi flows of capacity, transparent huge pages),
+// 32 at a time, its first line prefetched for every packet of the burst and then read, as the
+// pipeline does with bucket lines; with lines = 2 a second line of the group is then
+// prefetched and read, at an offset that depends on the first line's bytes, as a hit reads
+// the matching way's addresses. No table logic: how fast this machine delivers random lines
+// from beyond its caches, which is what the 1 Mi case adds to the hot one (docs/dataplane.md
+// "Cost").
+void BM_Reference_RandomTableLines(benchmark::State& state) {
+  const auto lines = static_cast<int>(state.range(0));
+  static const size_t bytes = FlowTable::BytesNeeded(4 * kManyFlows).value();
+  static uint8_t* const region = [] {
+    constexpr size_t kHugePage = size_t{2} << 20;
+    auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, bytes));
+    if (p == nullptr) std::abort();
+    (void)madvise(p, bytes, MADV_HUGEPAGE);  // advice only, as for MmapFlowTable
+    std::memset(p, 1, bytes);                // faulted in before the timing
+    return p;
+  }();
+  constexpr size_t kGroup = 192;
+  static const std::vector<uint32_t> groups = [] {
+    std::vector<uint32_t> g(kManyFlows);
+    std::mt19937_64 rng(4);
+    for (uint32_t& x : g) x = static_cast<uint32_t>(rng() % (bytes / kGroup));
+    return g;
+  }();
+  size_t pos = 0;
+  uint64_t sum = 0;
+  for (auto _ : state) {
+    const uint32_t* g = &groups[pos];
+    for (int i = 0; i < kBurst; ++i) __builtin_prefetch(region + size_t{g[i]} * kGroup);
+    uint32_t second[kBurst];
+    for (int i = 0; i < kBurst; ++i) {
+      const uint8_t first = region[size_t{g[i]} * kGroup];
+      sum += first;
+      second[i] = 64 + (first & 0x40);  // line 1, unless the first line said otherwise
+      if (lines == 2) __builtin_prefetch(region + size_t{g[i]} * kGroup + second[i]);
+    }
+    if (lines == 2) {
+      for (int i = 0; i < kBurst; ++i) sum += region[size_t{g[i]} * kGroup + second[i]];
+    }
+    benchmark::DoNotOptimize(sum);
+    pos += kBurst;
+    if (pos + kBurst > groups.size()) pos = 0;
+  }
+  Report(state);
+}
+BENCHMARK(BM_Reference_RandomTableLines)->ArgName("lines")->Arg(1)->Arg(2);
 
 void Run(benchmark::State& state, const uint8_t* dst, const std::vector<uint32_t>& order,
          uint8_t tcp_flags, Lcore& lcore, const ForwardingState& fs, uint32_t cycle_seconds = 0) {
