@@ -201,7 +201,7 @@ BENCHMARK(BM_Reference_RestoreAndMacSwap);
 // prefetched and read, at an offset that depends on the first line's bytes, as a hit reads
 // the matching way's addresses. No table logic: how fast this machine delivers random lines
 // from beyond its caches, which is what the 1 Mi case adds to the hot one (docs/dataplane.md
-// "Cost").
+// "Where the floors stand").
 void BM_Reference_RandomTableLines(benchmark::State& state) {
   const auto lines = static_cast<int>(state.range(0));
   static const size_t bytes = FlowTable::BytesNeeded(4 * kManyFlows).value();
@@ -213,7 +213,7 @@ void BM_Reference_RandomTableLines(benchmark::State& state) {
     std::memset(p, 1, bytes);                // faulted in before the timing
     return p;
   }();
-  constexpr size_t kGroup = 192;
+  constexpr size_t kGroup = sizeof(flow_table_internal::Group);  // 3 lines, as in the table
   static const std::vector<uint32_t> groups = [] {
     std::vector<uint32_t> g(kManyFlows);
     std::mt19937_64 rng(4);
