@@ -163,9 +163,8 @@ void RunEncap(benchmark::State& state, EncapType type, bool backend_v6, bool inn
   }
   for (auto _ : state) {
     for (int i = 0; i < kBurst; ++i) {
-      benchmark::DoNotOptimize(
-          WriteEncap<kKind>(t, bufs[i].data() + kMaxEncapHeaderLen, lens[i], tos[i], hashes[i],
-                            kPortMac));
+      benchmark::DoNotOptimize(WriteEncap<kKind>(t, bufs[i].data() + kMaxEncapHeaderLen, lens[i],
+                                                 tos[i], hashes[i], kPortMac));
     }
     benchmark::ClobberMemory();
   }
@@ -209,8 +208,7 @@ void BM_EncapDispatchMixedKinds(benchmark::State& state) {
   for (auto _ : state) {
     for (int i = 0; i < kBurst; ++i) {
       benchmark::DoNotOptimize(WriteEncap(templates[i * 7 % 4], bufs[i].data() + kMaxEncapHeaderLen,
-                                          60, static_cast<uint8_t>(i), 0x1234567ull * i,
-                                          kPortMac));
+                                          60, static_cast<uint8_t>(i), 0x1234567ull * i, kPortMac));
     }
     benchmark::ClobberMemory();
   }

@@ -268,7 +268,8 @@ TEST(EncapTest, OuterIpv4ChecksumIsValidForEveryTosAndLength) {
       const uint32_t max_inner = 0xffff - EncapIpOverhead(t->kind);
       for (uint32_t len = 20; len <= max_inner; len += len < 2000 ? 1 : 97) {
         for (int tos = 0; tos < 256; tos += len < 2000 ? 51 : 1) {
-          const uint32_t n = WriteEncap(*t, inner, len, static_cast<uint8_t>(tos), len * 31, Placeholder(*t));
+          const uint32_t n =
+              WriteEncap(*t, inner, len, static_cast<uint8_t>(tos), len * 31, Placeholder(*t));
           const uint8_t* ip = inner - n + kEncapEthernetLen;
           ASSERT_TRUE(ChecksumValid(ip, 20)) << "len " << len << " tos " << tos;
           ASSERT_EQ(ip[1], tos);
@@ -320,7 +321,8 @@ TEST(EncapTest, Ipv6FlowLabelIsTwentyBitsOfTheFlowHashAndTrafficClassIsTheInnerT
     for (int i = 0; i < 20000; ++i) {
       const uint64_t hash = rng();
       const uint8_t tos = static_cast<uint8_t>(rng());
-      const uint8_t* ip = inner - WriteEncap(*t, inner, 500, tos, hash, Placeholder(*t)) + kEncapEthernetLen;
+      const uint8_t* ip =
+          inner - WriteEncap(*t, inner, 500, tos, hash, Placeholder(*t)) + kEncapEthernetLen;
       const uint32_t word0 = uint32_t{ip[0]} << 24 | ip[1] << 16 | ip[2] << 8 | ip[3];
       ASSERT_EQ(word0 >> 28, 6u);
       ASSERT_EQ((word0 >> 20) & 0xff, tos);
@@ -346,7 +348,8 @@ TEST(EncapTest, OverheadIsExactlyWhatTheOuterHeadersAddToTheIpPacket) {
       // The outer IP packet's length, as the next router sees it.
       std::vector<uint8_t> buf(kMaxEncapHeaderLen);
       uint8_t* inner = buf.data() + kMaxEncapHeaderLen;
-      const uint8_t* ip = inner - WriteEncap(*t, inner, 1000, 0, 0, Placeholder(*t)) + kEncapEthernetLen;
+      const uint8_t* ip =
+          inner - WriteEncap(*t, inner, 1000, 0, 0, Placeholder(*t)) + kEncapEthernetLen;
       const uint32_t outer_len =
           backend.v6 ? 40u + (uint32_t{ip[4]} << 8 | ip[5]) : uint32_t{ip[2]} << 8 | ip[3];
       EXPECT_EQ(outer_len - 1000, EncapIpOverhead(t->kind)) << EncapKindName(t->kind);
