@@ -3,7 +3,8 @@
 # callgrind, collection toggled on ProcessBurst only. This VM has no hardware counters; the
 # instruction count is exact where the time is noisy, so each change is first read here.
 #
-#   bench/instructions.sh [CASE...]     (default: the four cases of the data-plane floors)
+#   bench/instructions.sh [CASE...]     (default: the four cases of the data-plane floors and the
+#                                       interleaved hot case; a CASE is a benchmark filter regex)
 #
 # Needs valgrind (apt-get install valgrind; not part of scripts/bootstrap, which installs what
 # building and testing need).
@@ -37,7 +38,7 @@ run() {  # case min_time -> "instructions packets"
 }
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(Established_Hot Established_1M NewFlow NotForAVip)
+[ ${#cases[@]} -gt 0 ] || cases=('Established_Hot$' Established_HotInterleaved Established_1M NewFlow NotForAVip)
 for name in "${cases[@]}"; do
   read -r i1 p1 < <(run "$name" 0.2)
   read -r i2 p2 < <(run "$name" 0.6)

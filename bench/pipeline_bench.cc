@@ -1,6 +1,8 @@
 // Pipeline cost per packet: ProcessBurst over prebuilt mbufs, bursts of 32, 64-byte TCP, one
 // core, for the four cases of the data-plane floors (README "Benchmarks"):
-//   established/hot       one tracked flow, every packet a flow-table hit
+//   established/hot       one tracked flow, every packet a flow-table hit (after the first of a
+//                         burst, a repeat of the previous packet's flow: no lookup)
+//   established/hot_interleaved  32 tracked flows, each packet of a burst another one
 //   established/1M        1 Mi tracked flows, packets in random order (table misses in cache)
 //   new_flow              every packet a flow the table does not hold: Maglev + insert
 //   not_for_a_vip         traffic for the host: prefilter, then the kernel's list
@@ -276,6 +278,26 @@ void BM_Established_Hot(benchmark::State& state) {
   Run(state, kVip, one, 0x10, lcore, *fs);
 }
 BENCHMARK(BM_Established_Hot);
+
+// 32 tracked flows, every packet of a burst another one: a cached hit for each packet, without the
+// runs of one flow that the hot case is (pipeline.cc takes a repeat of the previous packet's flow
+// without a lookup; docs/dataplane.md "Runs of a flow").
+void BM_Established_HotInterleaved(benchmark::State& state) {
+  static Lcore lcore(1 << 16);
+  static const auto fs = State();
+  static const std::vector<uint32_t> flows = [] {
+    std::vector<uint32_t> f(kBurst);
+    for (int i = 0; i < kBurst; ++i) f[i] = static_cast<uint32_t>(i);
+    Burst b;  // tracked first, a SYN each
+    BurstOutput out;
+    b.Restore(kVip, f.data(), 0x02);
+    ProcessBurst(fs.get(), b.m, kBurst, {2, 0, 0, 0, 0, 0xaa}, lcore.now, 0, lcore.ctx, out);
+    ++g_bursts;
+    return f;
+  }();
+  Run(state, kVip, flows, 0x10, lcore, *fs);
+}
+BENCHMARK(BM_Established_HotInterleaved);
 
 void BM_Established_1M_RandomOrder(benchmark::State& state) {
   // 1 Mi flows in a table of 4 Mi (the load docs/flow-table.md recommends).

@@ -1,6 +1,7 @@
 // Pipeline: the per-burst work of a worker lcore (see pipeline.h for the contract).
 #include "dataplane/pipeline.h"
 
+#include <emmintrin.h>
 #include <rte_branch_prediction.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -30,12 +31,15 @@ using shm::LcoreCounter;
 // slower: the many-flow case is the one an edge sees. What only some packets count (a drop, a
 // parse error, an ICMP error, a re-pick) goes to the shared block as it happens: per-burst
 // arrays for those cost a clear of every one of them on every burst.
+//
+// Sent and NewFlow run for nearly every packet and are forced inline: with forward() inlined
+// for the repeats of a flow too, the compiler stopped inlining them, 15 instructions a packet.
 class Tally {
  public:
   explicit Tally(shm::LcoreStats& st) : st_(st) {}
   ~Tally() { Flush(); }
 
-  void Count(LcoreCounter c) { Bump(st_.counters[static_cast<size_t>(c)]); }
+  void Count(LcoreCounter c, uint64_t n = 1) { Bump(st_.counters[static_cast<size_t>(c)], n); }
   void Hit() { ++hits_; }
   void ParsedOk() { ++parsed_ok_; }
   void ParseFailed(ParseResult r) { Bump(st_.parse[static_cast<size_t>(r)]); }
@@ -49,15 +53,20 @@ class Tally {
     Bump(st_.drops[static_cast<size_t>(r)]);
     Bump(st_.vips[vip].drops);
   }
-  void Sent(const VipEntry& vip, const BackendEntry& be, uint32_t bytes) {
+  [[gnu::always_inline]] void Sent(const VipEntry& vip, const BackendEntry& be, uint32_t bytes) {
+    Sent(vip, be, 1, bytes);
+  }
+  // The packets of a flow's repeats (ProcessBurst), counted once for all of them.
+  [[gnu::always_inline]] void Sent(const VipEntry& vip, const BackendEntry& be, uint32_t packets,
+                                   uint64_t bytes) {
     Run& r = Vip(vip);
-    r.packets++;
+    r.packets += packets;
     r.bytes += bytes;
     shm::BackendCounters& c = st_.backends[be.id];
-    Bump(c.packets);
+    Bump(c.packets, packets);
     Bump(c.bytes, bytes);
   }
-  void NewFlow(const VipEntry& vip, const BackendEntry& be) {
+  [[gnu::always_inline]] void NewFlow(const VipEntry& vip, const BackendEntry& be) {
     ++new_flows_;
     Vip(vip).new_flows++;
     Bump(st_.backends[be.id].new_flows);
@@ -158,6 +167,38 @@ inline const uint8_t* PeekDestination(const uint8_t* data, uint32_t len, bool& v
   return nullptr;
 }
 
+// Whether packet `p` repeats the flow of `prev`, the packet queued for the flow table just before
+// it in the same burst. A burst often holds several packets of one flow in a row (a client's
+// upload, a train of ACKs); those take the queued packet's VIP, hash, flow-table lookup and
+// selection (docs/dataplane.md "Runs of a flow"). A packet repeats a flow when it has the same
+// tuple, neither packet is an ICMP error (which never creates or refreshes a flow), and it
+// neither opens nor closes a connection: a SYN re-picks and a FIN or RST marks the flow closing,
+// so those go through the table themselves.
+inline bool RepeatsFlow(const ParsedPacket& p, const ParsedPacket& prev) {
+  static_assert(offsetof(FlowTuple, src) == 0 && offsetof(FlowTuple, dst) == 16 &&
+                offsetof(FlowTuple, src_port) == 32 && sizeof(FlowTuple) == 40);
+  uint64_t word_p, word_prev;
+  std::memcpy(&word_p, reinterpret_cast<const uint8_t*>(&p.tuple) + 32, 8);
+  std::memcpy(&word_prev, reinterpret_cast<const uint8_t*>(&prev.tuple) + 32, 8);
+  // Ports, protocol and family first: they differ between most flows of a VIP, and this one
+  // compare is what a packet of another flow costs.
+  if (word_p != word_prev) return false;
+  const auto* a = reinterpret_cast<const __m128i*>(&p.tuple);  // ParsedPacket: 64-byte aligned
+  const auto* b = reinterpret_cast<const __m128i*>(&prev.tuple);
+  const __m128i same = _mm_and_si128(_mm_cmpeq_epi8(_mm_load_si128(a), _mm_load_si128(b)),
+                                     _mm_cmpeq_epi8(_mm_load_si128(a + 1), _mm_load_si128(b + 1)));
+  if (_mm_movemask_epi8(same) != 0xffff) return false;
+  if (((p.flags | prev.flags) & kPacketIcmpError) != 0) return false;
+  return p.tuple.proto != IPPROTO_TCP || (p.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) == 0;
+}
+
+// Makes `p` the packet before the first of a burst: a reserved byte of its tuple set, so that no
+// parsed packet repeats it (RepeatsFlow compares that word first). The one store it takes.
+inline void MarkNoFlow(ParsedPacket& p) {
+  const uint64_t word = uint64_t{1} << 48;  // FlowTuple::reserved[0]
+  std::memcpy(reinterpret_cast<uint8_t*>(&p.tuple) + 32, &word, sizeof(word));
+}
+
 // Moves the frame start so that `header_len` bytes of outer headers end where the inner IP
 // packet begins, and drops any Ethernet padding after the IP packet. False when the mbuf lacks
 // the headroom. ol_flags stay as received, as testpmd's io forwarding leaves them: the RX bits
@@ -201,10 +242,11 @@ inline bool TakeIcmpToken(const ForwardingState& state, uint64_t now_tsc, LcoreC
 // (IPv6) that tells its sender the size that fits, in the same mbuf: the error quotes the start
 // of the packet, which is already where it needs to be. Sent from this host's outer source
 // address of that family (the VIP when there is none), to the client, via the gateway.
-bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state,
-                uint32_t fitting_mtu, const MacAddress& port_mac) {
+// `tuple` is the packet's flow (a repeat's ParsedPacket holds only the fields of its own frame).
+bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const FlowTuple& tuple,
+                const ForwardingState& state, uint32_t fitting_mtu, const MacAddress& port_mac) {
   if (m->nb_segs != 1) return false;  // the quote must be in one segment
-  const bool v6 = p.tuple.v6;
+  const bool v6 = tuple.v6;
   const uint32_t ip_len = v6 ? 40 : 20;
   const uint32_t header_len = 14 + ip_len + 8;
   // RFC 1812 4.3.2.3 / RFC 4443 2.4(c): as much of the packet as fits in the minimum MTU.
@@ -214,8 +256,8 @@ bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, const ForwardingState& state
   if (quote > in_segment) quote = in_segment;
   uint8_t client[16];
   uint8_t vip[16];
-  std::memcpy(client, p.tuple.src.data(), 16);
-  std::memcpy(vip, p.tuple.dst.data(), 16);
+  std::memcpy(client, tuple.src.data(), 16);
+  std::memcpy(vip, tuple.dst.data(), 16);
   ParsedPacket q = p;
   q.l3_length = quote;
   if (!Reframe(m, q, header_len)) return false;
@@ -308,27 +350,43 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   const EncapSourceMac src_mac = EncapSourceMac::Of(port_mac);
 
   // The packets that go on to the flow table, compacted: parsed[j] is packet mbuf_of[j], and the
-  // flow table reads its keys where the parser wrote them (parsed[j].tuple).
-  Scratch<ParsedPacket, kMaxBurst> parsed;
+  // flow table reads its keys where the parser wrote them (parsed[j].tuple). parsed[-1] is no
+  // packet (MarkNoFlow), for the first packet's RepeatsFlow.
+  Scratch<ParsedPacket, kMaxBurst + 1> parsed_slots;
+  MarkNoFlow(parsed_slots[0]);
+  ParsedPacket* const parsed = &parsed_slots[1];
   uint64_t hashes[kMaxBurst];
   rte_mbuf* mbuf_of[kMaxBurst];
   uint32_t vip_of[kMaxBurst];
   uint32_t k = 0;
+  // The packets that repeat the flow of a queued packet (RepeatsFlow), in burst order: repeats[r]
+  // (packet repeat_mbuf[r], only its frame's fields) follows parsed[repeat_head[r]] and takes its
+  // flow and selection. repeat_head[n_repeats] is no packet's (kMaxBurst), for stage 3.
+  Scratch<ParsedPacket, kMaxBurst> repeats;
+  rte_mbuf* repeat_mbuf[kMaxBurst];
+  uint8_t repeat_head[kMaxBurst + 1];
+  uint32_t n_repeats = 0;
 
-  // Forwards packet m (parsed as p) to backend index b: MTU check, encapsulation, counters.
-  // Inlined into both call sites (fragments, the selection loop): called, it saved and
-  // restored a dozen registers per packet.
-  auto forward = [&](rte_mbuf* m, const ParsedPacket& p, const VipEntry& vip, uint32_t b,
-                     uint64_t hash) __attribute__((always_inline)) {
+  // What the repeats of one flow sent, counted once for them all.
+  struct RunCounts {
+    uint32_t packets = 0;
+    uint64_t bytes = 0;
+  };
+  // Forwards packet m (its frame's fields in p, its flow `tuple`) to backend index b: MTU check,
+  // encapsulation, counters (into `run` when given). Inlined into every call site: called, it
+  // saved and restored a dozen registers per packet.
+  auto forward = [&](rte_mbuf * m, const ParsedPacket& p, const FlowTuple& tuple,
+                     const VipEntry& vip, uint32_t b, uint64_t hash, RunCounts* run)
+      __attribute__((always_inline)) {
     const BackendEntry& be = v.backends[b];
-    const bool inner_v6 = p.tuple.v6;
+    const bool inner_v6 = tuple.v6;
     const EncapTemplate& t = be.encap[inner_v6];
     const uint32_t overhead = t.header_len - kEncapEthernetLen;
     if (unlikely(p.l3_length + overhead > v.mtu)) {
       tally.DroppedFreed(DropReason::kMtuExceeded, vip.id);
       const bool answer = p.Has(kPacketDontFragment) && !p.Has(kPacketIcmpError);
       if (answer && TakeIcmpToken(fs, now_tsc, ctx) &&
-          MakeTooBig(m, p, fs, v.mtu - overhead, port_mac)) {
+          MakeTooBig(m, p, tuple, fs, v.mtu - overhead, port_mac)) {
         tally.Count(LcoreCounter::kIcmpSent);
         out.tx[queued.tx++] = m;
         return;
@@ -343,7 +401,12 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     }
     uint8_t* const frame = rte_pktmbuf_mtod(m, uint8_t*);
     WriteEncap(t, frame + t.header_len, p.l3_length, p.tos, hash, src_mac);
-    tally.Sent(vip, be, p.l3_length);
+    if (run != nullptr) {
+      run->packets++;
+      run->bytes += p.l3_length;
+    } else {
+      tally.Sent(vip, be, p.l3_length);
+    }
     out.tx[queued.tx++] = m;
   };
 
@@ -384,7 +447,20 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       t.src_port = t.dst_port = 0;
       const uint64_t hash = FlowHash(t, v.hash_key);
       tally.Count(LcoreCounter::kFragmentsHashed);
-      forward(m, p, vip, v.Pick(vip, hash), hash);
+      forward(m, p, p.tuple, vip, v.Pick(vip, hash), hash, nullptr);
+      continue;
+    }
+    if (RepeatsFlow(p, parsed_slots[k])) {  // parsed[k - 1], or the mark
+      // What forward() reads of the packet's own frame, each field with the width the parser
+      // stored it with: a whole-line copy read it with wider loads than those stores, which the
+      // store buffer cannot forward (~1 ns a repeat).
+      ParsedPacket& q = repeats[n_repeats];
+      q.l3_offset = p.l3_offset;
+      q.flags = p.flags;
+      q.l3_length = p.l3_length;
+      q.tos = p.tos;
+      repeat_mbuf[n_repeats] = m;
+      repeat_head[n_repeats++] = static_cast<uint8_t>(k - 1);
       continue;
     }
     // An ICMP error names the VIP of the flow it quotes, which need not be the address it was
@@ -414,67 +490,113 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   flows.LookupBurst<FlowPrefetch::kCallerPrefetched>(&parsed[0].tuple, sizeof(ParsedPacket),
                                                      {hashes, k}, now_s, {refs.data(), k});
 
-  // Stage 3: select a backend, then forward.
-  for (uint32_t j = 0; j < k; ++j) {
-    rte_mbuf* const m = mbuf_of[j];
-    const ParsedPacket& p = parsed[j];
-    const VipEntry& vip = v.vips[vip_of[j]];
-    // An ICMP error is looked up as the flow it is about, but never creates or refreshes it.
-    const bool tracked = !p.Has(kPacketIcmpError);
-    const bool tcp = p.tuple.proto == IPPROTO_TCP;
-    const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
-    const bool hit = refs[j].hit();
-    uint32_t b;
-    if (hit && !syn) {
-      FlowTable::Entry flow = flows.At(refs[j]);
-      const BackendSlot& slot = v.by_id[flow.backend()];
-      if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
-        b = slot.index;
-        tally.Hit();
-      } else if (vip.table_size != 0) {
-        // Its backend was removed or is down: the flow starts over on the table's choice.
-        b = v.Pick(vip, hashes[j]);
-        flow.SetBackend(v.backends[b].id);
-        tally.Count(LcoreCounter::kRepicked);
-      } else {
-        tally.Drop(m, DropReason::kVipNoBackend, vip.id);
-        continue;
+  // Stage 3: select a backend, then forward; then the packets that repeat the flow. Each repeat
+  // counts what it would have, had it come through the table after the packet it follows: a hit
+  // on the flow that packet left there; with the table full, a miss and a full table again; with
+  // no backend, a drop again. Built twice, for bursts with and without repeats: the bookkeeping
+  // of repeats, in a burst that has none (the many-flow case), measured ~15 instructions a packet.
+  auto forward_all = [&]<bool kRepeats>() __attribute__((always_inline)) {
+    uint32_t r = 0;  // the next repeat
+    if constexpr (kRepeats) repeat_head[n_repeats] = kMaxBurst;
+    auto drop_repeats = [&](uint32_t j, const VipEntry& vip) {
+      for (; repeat_head[r] == j; ++r) {
+        tally.Drop(repeat_mbuf[r], DropReason::kVipNoBackend, vip.id);
       }
-      if (tracked) {
-        flow.Refresh(now_s);
-        if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flow.MarkClosing();
-      } else {
-        tally.Count(LcoreCounter::kIcmpToBackend);  // the error follows its flow
-      }
-    } else {
-      if (unlikely(vip.table_size == 0)) {
-        tally.Drop(m, DropReason::kVipNoBackend, vip.id);
-        continue;
-      }
-      b = v.Pick(vip, hashes[j]);
-      if (!tracked) {
-        // An ICMP error about a flow this lcore does not track: the flow's new-flow choice is
-        // where its packets went (or go, from another lcore or host). Never inserted.
-        tally.Count(LcoreCounter::kIcmpToBackend);
-      } else if (hit) {
-        // A SYN on a tracked tuple: a new connection.
+    };
+    for (uint32_t j = 0; j < k; ++j) {
+      rte_mbuf* const m = mbuf_of[j];
+      const ParsedPacket& p = parsed[j];
+      const VipEntry& vip = v.vips[vip_of[j]];
+      // An ICMP error is looked up as the flow it is about, but never creates or refreshes it.
+      const bool tracked = !p.Has(kPacketIcmpError);
+      const bool tcp = p.tuple.proto == IPPROTO_TCP;
+      const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+      const bool hit = refs[j].hit();
+      bool table_full = false;
+      uint32_t b;
+      if (hit && !syn) {
         FlowTable::Entry flow = flows.At(refs[j]);
-        flow.SetBackend(v.backends[b].id);
-        flow.Refresh(now_s);
-        tally.NewFlow(vip, v.backends[b]);
-      } else {
-        const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
-        if (ins.status == FlowInsert::kPresent) {
-          // An earlier packet of this burst inserted the flow: follow it.
-          b = v.by_id[flows.Backend(ins.ref)].index;
+        const BackendSlot& slot = v.by_id[flow.backend()];
+        if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
+          b = slot.index;
           tally.Hit();
+        } else if (vip.table_size != 0) {
+          // Its backend was removed or is down: the flow starts over on the table's choice.
+          b = v.Pick(vip, hashes[j]);
+          flow.SetBackend(v.backends[b].id);
+          tally.Count(LcoreCounter::kRepicked);
         } else {
-          if (ins.status == FlowInsert::kFull) tally.Count(LcoreCounter::kFlowTableFull);
+          tally.Drop(m, DropReason::kVipNoBackend, vip.id);
+          if constexpr (kRepeats) drop_repeats(j, vip);
+          continue;
+        }
+        if (tracked) {
+          flow.Refresh(now_s);
+          if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flow.MarkClosing();
+        } else {
+          tally.Count(LcoreCounter::kIcmpToBackend);  // the error follows its flow
+        }
+      } else {
+        if (unlikely(vip.table_size == 0)) {
+          tally.Drop(m, DropReason::kVipNoBackend, vip.id);
+          if constexpr (kRepeats) drop_repeats(j, vip);
+          continue;
+        }
+        b = v.Pick(vip, hashes[j]);
+        if (!tracked) {
+          // An ICMP error about a flow this lcore does not track: the flow's new-flow choice is
+          // where its packets went (or go, from another lcore or host). Never inserted.
+          tally.Count(LcoreCounter::kIcmpToBackend);
+        } else if (hit) {
+          // A SYN on a tracked tuple: a new connection.
+          FlowTable::Entry flow = flows.At(refs[j]);
+          flow.SetBackend(v.backends[b].id);
+          flow.Refresh(now_s);
           tally.NewFlow(vip, v.backends[b]);
+        } else {
+          const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
+          if (ins.status == FlowInsert::kPresent) {
+            // An earlier packet of this burst inserted the flow after stage 2 looked: this packet
+            // does what it would have done had it found the flow, as it would in the next burst.
+            FlowTable::Entry flow = flows.At(ins.ref);
+            if (syn) {
+              flow.SetBackend(v.backends[b].id);
+              tally.NewFlow(vip, v.backends[b]);
+            } else {
+              b = v.by_id[flow.backend()].index;
+              tally.Hit();
+              if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flow.MarkClosing();
+            }
+          } else {
+            if (ins.status == FlowInsert::kFull) {
+              tally.Count(LcoreCounter::kFlowTableFull);
+              table_full = true;
+            }
+            tally.NewFlow(vip, v.backends[b]);
+          }
         }
       }
+      forward(m, p, p.tuple, vip, b, hashes[j], nullptr);
+      if constexpr (kRepeats) {
+        RunCounts run;
+        for (; repeat_head[r] == j; ++r) {
+          if (unlikely(table_full)) {
+            tally.Count(LcoreCounter::kFlowTableFull);
+            tally.NewFlow(vip, v.backends[b]);
+          } else {
+            tally.Hit();
+          }
+          forward(repeat_mbuf[r], repeats[r], p.tuple, vip, b, hashes[j], &run);
+        }
+        if (run.packets != 0) tally.Sent(vip, v.backends[b], run.packets, run.bytes);
+      }
     }
-    forward(m, p, vip, b, hashes[j]);
+  };
+  if (n_repeats == 0) {
+    forward_all.template operator()<false>();
+  } else {
+    forward_all.template operator()<true>();
+    tally.Count(LcoreCounter::kFlowRepeats, n_repeats);
   }
 }
 

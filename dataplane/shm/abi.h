@@ -237,7 +237,9 @@ inline constexpr uint64_t kConfigSegmentSize =
     "frag-needed / packet-too-big not sent: rate limit")                                       \
   X(kFragmentsHashed, 13, "fragments_hashed", "VIP fragments forwarded by addresses only")     \
   X(kNoSnapshotPackets, 14, "no_snapshot_packets",                                             \
-    "IP packets seen while no snapshot was in use (all went to the kernel)")
+    "IP packets seen while no snapshot was in use (all went to the kernel)")                   \
+  X(kFlowRepeats, 15, "flow_repeats",                                                          \
+    "packets of the flow of the packet before them in their burst, which took its lookup")
 FULCRUM_DECLARE_REASONS(LcoreCounter, FULCRUM_LCORE_COUNTERS)
 
 // Why a packet was dropped (freed, not sent anywhere): X(enumerator, value, metric, help).

@@ -176,8 +176,7 @@ TEST(PipelineFlowTest, PerVipAndPerBackendCountersMatchWhatWasSent) {
   for (int b : syn) ++per_backend[b];
   ASSERT_EQ(per_backend.size(), 3u);
   // No backend left: new flows are dropped and counted against the VIP.
-  ASSERT_EQ(h.Apply(Snapshot({{1, "down"}, {2, "down"}, {3, "down"}})),
-            shm::SnapshotReject::kNone);
+  ASSERT_EQ(h.Apply(Snapshot({{1, "down"}, {2, "down"}, {3, "down"}})), shm::SnapshotReject::kNone);
   EXPECT_EQ(Send(h, Ports(10, 5000), kSyn), std::vector<int>(10, -1));
 
   constexpr uint64_t kIpLen = 40;  // what a VIP's bytes count: the inner IP packet
@@ -314,6 +313,137 @@ TEST(PipelineFlowTest, TwoPacketsOfANewFlowInOneBurstMakeOneEntryAndOneNewFlow) 
   EXPECT_EQ(b[1], b[2]);
   EXPECT_EQ(h.Counter("new_flows"), 2u);
   EXPECT_EQ(h.flows().used(), 2u);
+}
+
+// A packet that repeats the flow of the packet before it in the burst takes that packet's
+// lookup and selection (pipeline.cc, docs/dataplane.md "Runs of a flow"): nothing that leaves the
+// pipeline may tell. The same packets go through one harness as one burst and through another one
+// packet a burst; every output byte, in order, and every counter must agree, over runs that hit,
+// insert, re-pick, exceed the MTU, find no backend or a full table, with SYNs, FINs and host
+// traffic between them.
+struct Frame {
+  uint16_t sport;
+  uint8_t flags;
+  uint16_t ip_len = 40;  // with DF: above 1480 the IPIP tunnel cannot carry it
+  const char* dst = kVip;
+};
+
+std::vector<uint8_t> TcpFrame(const Frame& f) {
+  std::vector<uint8_t> bytes = Tcp(f.sport, f.flags, f.dst);
+  bytes.resize(14 + f.ip_len, 0xab);
+  bytes[14 + 2] = static_cast<uint8_t>(f.ip_len >> 8);
+  bytes[14 + 3] = static_cast<uint8_t>(f.ip_len);
+  return bytes;
+}
+
+// Everything a burst left behind: the frames sent and handed to the kernel, in order.
+struct Outputs {
+  std::vector<std::string> tx, kernel;
+  void Take(BurstOutput& out) {
+    for (uint16_t t = 0; t < out.n_tx; ++t) {
+      const std::vector<uint8_t> b = BytesOf(out.tx[t]);
+      tx.push_back(ToHex(b.data(), b.size()));
+      rte_pktmbuf_free(out.tx[t]);
+    }
+    for (uint16_t t = 0; t < out.n_kernel; ++t) {
+      const std::vector<uint8_t> b = BytesOf(out.kernel[t]);
+      kernel.push_back(ToHex(b.data(), b.size()));
+      rte_pktmbuf_free(out.kernel[t]);
+    }
+  }
+};
+
+void ExpectRunsChangeNothing(PipelineHarness& burst, PipelineHarness& alone,
+                             const std::vector<Frame>& frames, uint32_t now_s) {
+  ASSERT_LE(frames.size(), kMaxBurst);
+  rte_mbuf* pkts[kMaxBurst];
+  for (size_t i = 0; i < frames.size(); ++i) pkts[i] = MbufFromBytes(TcpFrame(frames[i]));
+  Outputs a, b;
+  BurstOutput out;
+  burst.Run(pkts, static_cast<uint16_t>(frames.size()), out, now_s);
+  a.Take(out);
+  for (const Frame& f : frames) {
+    rte_mbuf* m = MbufFromBytes(TcpFrame(f));
+    alone.Run(&m, 1, out, now_s);
+    b.Take(out);
+  }
+  EXPECT_EQ(a.tx, b.tx);
+  EXPECT_EQ(a.kernel, b.kernel);
+  // Every counter but flow_repeats, which counts the runs themselves: a burst of one has none.
+  EXPECT_EQ(alone.Counter("flow_repeats"), 0u);
+  const auto counters = [](PipelineHarness& h) {
+    std::vector<uint64_t> c;
+    const auto& st = h.stats();
+    for (const auto& x : st.counters) c.push_back(x.load());
+    c[static_cast<size_t>(shm::LcoreCounter::kFlowRepeats)] = 0;
+    for (const auto& x : st.drops) c.push_back(x.load());
+    for (const auto& x : st.parse) c.push_back(x.load());
+    for (const auto& x : st.vips) c.insert(c.end(), {x.packets, x.bytes, x.new_flows, x.drops});
+    for (const auto& x : st.backends) c.insert(c.end(), {x.packets, x.bytes, x.new_flows});
+    return c;
+  };
+  const std::vector<uint64_t> ca = counters(burst), cb = counters(alone);
+  for (size_t i = 0; i < ca.size(); ++i) EXPECT_EQ(ca[i], cb[i]) << "counter " << i;
+  EXPECT_EQ(burst.flows().used(), alone.flows().used());
+}
+
+std::vector<Frame> Runs(uint16_t first_sport, int flows, int packets, uint8_t flags) {
+  std::vector<Frame> f;
+  for (int i = 0; i < flows; ++i) {
+    for (int j = 0; j < packets; ++j) f.push_back({static_cast<uint16_t>(first_sport + i), flags});
+  }
+  return f;
+}
+
+TEST(PipelineFlowTest, ARunOfOneFlowInABurstIsForwardedAndCountedAsIfEachPacketCameAlone) {
+  PipelineHarness burst, alone;
+  const json three = Snapshot({{1, "active"}, {2, "active"}, {3, "active"}});
+  ASSERT_EQ(burst.Apply(three), shm::SnapshotReject::kNone);
+  ASSERT_EQ(alone.Apply(three), shm::SnapshotReject::kNone);
+  // New flows with and without a SYN, a second SYN, a FIN and a packet after it, the host's
+  // traffic between two packets of a flow, a flow that comes back after another, and a run too
+  // big for the tunnel (frag-needed to the client, the repeats' addresses from their flow).
+  const std::vector<Frame> mixed = {
+      {1, kSyn},        {1, kAck},
+      {1, kAck},        {1, kAck},
+      {2, kAck},        {2, kAck},
+      {1, kAck},        {3, kSyn},
+      {3, kSyn},        {3, kAck},
+      {3, kFin | kAck}, {3, kAck},
+      {4, kAck},        {4, kAck, 40, "10.10.3.2"},
+      {4, kAck},        {5, kAck, 1490},
+      {5, kAck, 1490},  {5, kAck, 1490},
+      {5, kAck, 60},
+  };
+  ExpectRunsChangeNothing(burst, alone, mixed, 10);
+  // The repeats the burst had: flow 1's three ACKs after its SYN, flow 2's second packet, flow
+  // 3's ACK after its second SYN and the one after its FIN, flow 4's across the host's packet,
+  // and flow 5's three after its first.
+  EXPECT_EQ(burst.Counter("flow_repeats"), 10u);
+  EXPECT_GT(burst.Counter("flow_hits"), 0u);
+  EXPECT_EQ(burst.Counter("icmp_sent"), 3u);
+  EXPECT_EQ(burst.Counter("drop_mtu_exceeded"), 3u);
+  // Tracked flows in runs: hits, then re-picks away from a backend that went down.
+  ExpectRunsChangeNothing(burst, alone, Runs(1000, 12, 5, kAck), 11);
+  const json down = Snapshot({{1, "active"}, {2, "down"}, {3, "active"}});
+  ASSERT_EQ(burst.Apply(down), shm::SnapshotReject::kNone);
+  ASSERT_EQ(alone.Apply(down), shm::SnapshotReject::kNone);
+  ExpectRunsChangeNothing(burst, alone, Runs(1000, 12, 5, kAck), 12);
+  EXPECT_GT(burst.Counter("repicked"), 0u);
+  // No backend at all: a run of a tracked flow and one of a new flow, all dropped and counted.
+  const json none = Snapshot({{1, "down"}, {2, "down"}, {3, "down"}});
+  ASSERT_EQ(burst.Apply(none), shm::SnapshotReject::kNone);
+  ASSERT_EQ(alone.Apply(none), shm::SnapshotReject::kNone);
+  ExpectRunsChangeNothing(burst, alone, Runs(1000, 2, 6, kAck), 13);
+  ExpectRunsChangeNothing(burst, alone, Runs(7000, 2, 6, kAck), 13);
+  EXPECT_EQ(burst.Counter("drop_vip_no_backend"), 24u);
+
+  // A full table: every packet of a flow that could not be inserted is a new flow again.
+  PipelineHarness small_burst(/*flow_capacity=*/4), small_alone(/*flow_capacity=*/4);
+  ASSERT_EQ(small_burst.Apply(three), shm::SnapshotReject::kNone);
+  ASSERT_EQ(small_alone.Apply(three), shm::SnapshotReject::kNone);
+  ExpectRunsChangeNothing(small_burst, small_alone, Runs(2000, 16, 4, kAck), 10);
+  EXPECT_GT(small_burst.Counter("flow_table_full"), 4u);
 }
 
 TEST(PipelineFlowTest, EveryPacketOfAMixedBurstIsClassifiedByItsOwnDestination) {

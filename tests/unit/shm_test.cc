@@ -502,6 +502,8 @@ TEST(ShmReasonsTest, RejectAndDropNamesAreUniqueAndPinned) {
   EXPECT_EQ(static_cast<int>(DropReason::kUnsupportedVipPacket), 7);
   EXPECT_EQ(ReasonName(LcoreCounter::kNoSnapshotPackets), "no_snapshot_packets");
   EXPECT_EQ(static_cast<int>(LcoreCounter::kNoSnapshotPackets), 14);
+  EXPECT_EQ(ReasonName(LcoreCounter::kFlowRepeats), "flow_repeats");
+  EXPECT_EQ(static_cast<int>(LcoreCounter::kFlowRepeats), 15);
   std::set<std::string_view> names;
   for (size_t i = 0; i < kDropReasonCount; ++i) names.insert(ReasonName(DropReason(i)));
   EXPECT_EQ(names.size(), kDropReasonCount);
