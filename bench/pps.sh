@@ -60,7 +60,7 @@ cat > "$work/snapshot.json" <<EOF
 EOF
 
 mbufs=$(( flows + 65536 ))
-eal_common=(--in-memory --no-pci --file-prefix=$prefix --log-level=error)
+eal_common=(--in-memory --no-pci "--file-prefix=$prefix" --log-level=error)
 ports_for() {  # workers -> --vdev arguments
   if [ "$1" = 1 ]; then
     echo "--vdev=net_pcap0,rx_pcap=$work/all.pcap,infinite_rx=1"
@@ -92,16 +92,37 @@ fulcrumd_rate() {  # workers -> Mpps (RX rate between the 3rd second and the end
     2>"$work/fulcrumd.log" &
   pid=$!
   wait %1
+  # The ack comes before the first packet: wait for RX to start (the PMD loads the pcap into
+  # mbufs first), then 3 s of warm-up, every flow tracked after the first pass.
+  local a b tries=0
+  until [ "$(rx_packets)" -gt 0 ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $((tries += 1)) -gt 600 ]; then
+      echo "pps.sh: fulcrumd ($1 workers) forwarded nothing; its log:" >&2
+      cat "$work/fulcrumd.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
   sleep 3
-  local a b
-  a=$("$build/tests/tools/fulcrum-stats-dump" --shm-prefix "$prefix" | /usr/bin/python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["counters"]["rx_packets"])')
+  a=$(rx_packets)
   sleep $((seconds - 3))
-  b=$("$build/tests/tools/fulcrum-stats-dump" --shm-prefix "$prefix" | /usr/bin/python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["counters"]["rx_packets"])')
+  b=$(rx_packets)
   kill -INT "$pid"
   wait "$pid" || true
   /usr/bin/python3 -c "print('%.2f' % (($b - $a) / ($seconds - 3) / 1e6))"
+}
+
+rx_packets() {  # fulcrumd's RX count, 0 until its stats segment is there
+  "$build/tests/tools/fulcrum-stats-dump" --shm-prefix "$prefix" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["rx_packets"])' \
+      2>/dev/null || echo 0
+}
+
+positive() {  # name rate -> fails unless the rate is a number above zero
+  if ! /usr/bin/python3 -c "import sys; sys.exit(0 if float('${2:-0}') > 0 else 1)" 2>/dev/null; then
+    echo "pps.sh: no rate measured for $1 ('$2')" >&2
+    exit 1
+  fi
 }
 
 printf "%-8s %14s %18s %14s %22s\n" workers "testpmd io" "testpmd macswap" fulcrumd \
@@ -110,6 +131,9 @@ for w in 1 2; do
   io=$(testpmd_rate "$w" io)
   macswap=$(testpmd_rate "$w" macswap)
   fulcrum=$(fulcrumd_rate "$w")
+  positive "testpmd io, $w workers" "$io"
+  positive "testpmd macswap, $w workers" "$macswap"
+  positive "fulcrumd, $w workers" "$fulcrum"
   added=$(/usr/bin/python3 -c "print('%.1f' % (1e3 / $fulcrum - 1e3 / $io))")
   printf "%-8s %10s Mpps %14s Mpps %10s Mpps %22s\n" "$w" "$io" "$macswap" "$fulcrum" "$added"
 done
