@@ -38,7 +38,7 @@ run() {  # case min_time -> "instructions packets"
 }
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=('Established_Hot$' Established_HotInterleaved Established_1M NewFlow NotForAVip)
+[ ${#cases[@]} -gt 0 ] || cases=('Established_Hot$' Established_HotInterleaved 'Established_1M_RandomOrder$' NewFlow NotForAVip)
 for name in "${cases[@]}"; do
   read -r i1 p1 < <(run "$name" 0.2)
   read -r i2 p2 < <(run "$name" 0.6)
