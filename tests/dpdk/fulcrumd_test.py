@@ -83,7 +83,7 @@ class FulcrumdTest(unittest.TestCase):
         out = subprocess.run([FULCRUMD, "--", "--help"], capture_output=True, text=True)
         self.assertEqual(out.returncode, 0)
         for option, default in [("--shm-prefix", "fulcrum"), ("--tap", "fulcrum0"),
-                                ("--flow-capacity", "1048576"), ("--burst", "32"),
+                                ("--flow-capacity", "1048576"), ("--burst", "64"),
                                 ("--rx-desc", "1024"), ("--exit-when-idle", "-1"),
                                 ("--idle-sleep-us", "0")]:
             self.assertIn(option, out.stdout)

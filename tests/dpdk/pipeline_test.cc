@@ -430,6 +430,11 @@ TEST(PipelineFlowTest, ARunOfOneFlowInABurstIsForwardedAndCountedAsIfEachPacketC
   ASSERT_EQ(alone.Apply(down), shm::SnapshotReject::kNone);
   ExpectRunsChangeNothing(burst, alone, Runs(1000, 12, 5, kAck), 12);
   EXPECT_GT(burst.Counter("repicked"), 0u);
+  // Bursts of the most ProcessBurst takes, fulcrumd's default RX burst: 16 new flows of 4
+  // packets, then the same flows interleaved with 48 others, each once.
+  ExpectRunsChangeNothing(burst, alone, Runs(3000, kMaxBurst / 4, 4, kAck), 12);
+  ExpectRunsChangeNothing(burst, alone, Runs(3000, kMaxBurst, 1, kAck), 12);
+  EXPECT_EQ(burst.Counter("flow_repeats"), 10u + 2 * 12 * 4 + kMaxBurst / 4 * 3);
   // No backend at all: a run of a tracked flow and one of a new flow, all dropped and counted.
   const json none = Snapshot({{1, "down"}, {2, "down"}, {3, "down"}});
   ASSERT_EQ(burst.Apply(none), shm::SnapshotReject::kNone);
