@@ -41,8 +41,9 @@ namespace {
 constexpr int kBurst = 32;
 constexpr uint32_t kManyFlows = 1u << 20;
 rte_mempool* g_pool = nullptr;
-uint64_t g_bursts = 0;   // ProcessBurst calls and the packets they were given, for instruction
-uint64_t g_packets = 0;  // counts under callgrind
+// ProcessBurst calls and the packets they were given, for instruction counts under callgrind.
+uint64_t g_bursts = 0;
+uint64_t g_packets = 0;
 bool g_hugepages = false;
 
 const uint8_t kVip[4] = {10, 10, 0, 100};

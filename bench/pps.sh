@@ -73,7 +73,7 @@ lcores_for() {  # workers -> EAL lcore list (the main lcore shares core 0 with a
 }
 
 # testpmd takes fulcrumd's default RX burst of 64 (its own default is 32; at 1 Mi flows io
-# measured 17.5-18.2 Mpps with either).
+# measured 17.4-18.3 Mpps with either).
 testpmd_rate() {  # workers mode -> Mpps (median of the per-second RX rates after warm-up)
   local out
   # shellcheck disable=SC2046
