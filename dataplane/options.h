@@ -15,9 +15,9 @@ struct Options {
   uint64_t flow_capacity = 1u << 20;  // per worker lcore
   // The most ProcessBurst takes (kMaxBurst). Against 32, each stage that waits for the flow
   // table's lines waits for its last ones once per 64 packets: with 1 Mi flows, fulcrumd's
-  // added cost over testpmd io fell from 37.7-43.5 to 31.4-34.0 ns a packet (bench/pps.sh,
-  // docs/dataplane.md "Burst size"). At low rates a burst is whatever has arrived, so the
-  // latency it adds is nil there.
+  // added cost over testpmd io fell from 33.2-43.5 (median 38.4) to 31.4-34.1 ns a packet
+  // (bench/pps.sh, docs/dataplane.md "Burst size"). At low rates a burst is whatever has
+  // arrived, so the latency it adds is nil there.
   uint16_t burst = 64;
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;

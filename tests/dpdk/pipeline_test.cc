@@ -431,7 +431,8 @@ TEST(PipelineFlowTest, ARunOfOneFlowInABurstIsForwardedAndCountedAsIfEachPacketC
   ExpectRunsChangeNothing(burst, alone, Runs(1000, 12, 5, kAck), 12);
   EXPECT_GT(burst.Counter("repicked"), 0u);
   // Bursts of the most ProcessBurst takes, fulcrumd's default RX burst: 16 new flows of 4
-  // packets, then the same flows interleaved with 48 others, each once.
+  // packets, then those 16 flows and 48 new ones, each once. The repeats so far: the mixed
+  // burst's 10, 4 for each of 12 flows in two bursts, and 3 for each of the 16 flows here.
   ExpectRunsChangeNothing(burst, alone, Runs(3000, kMaxBurst / 4, 4, kAck), 12);
   ExpectRunsChangeNothing(burst, alone, Runs(3000, kMaxBurst, 1, kAck), 12);
   EXPECT_EQ(burst.Counter("flow_repeats"), 10u + 2 * 12 * 4 + kMaxBurst / 4 * 3);
