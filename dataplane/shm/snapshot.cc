@@ -275,14 +275,15 @@ Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted) {
                                     i, v.table_begin, v.table_size, next_table, h.table_entries));
     }
     next_table += v.table_size;
-    if (v.table_size != 0) {
+    const bool walk = trusted == nullptr || i >= trusted->size() || !(*trusted)[i];
+    // A trusted table's size was checked when it came in (and is equal, checked above).
+    if (walk && v.table_size != 0) {
       if (absl::Status st = CheckMaglevTableSize(v.table_size); !st.ok()) {
         return Reject(SnapshotReject::kTableSize,
                       absl::StrFormat("vips[%d].table_size: %s", i, st.message()));
       }
     }
     const BackendRecord* vb = s.backends.data() + v.backend_begin;
-    const bool walk = trusted == nullptr || i >= trusted->size() || !(*trusted)[i];
     for (uint32_t slot = 0; walk && slot < v.table_size; ++slot) {
       const TableEntry e = table[slot];
       if (e >= v.backend_count) {

@@ -84,7 +84,8 @@ struct Verdict {
 
 // Every bound and field: counts, settings, each VIP and backend record, the ranges that tie
 // them together (each VIP's backends and table slots follow the previous VIP's, in order), the
-// table sizes and every table entry. Tables with `trusted[i]` set are not walked again: the
+// table sizes and every table entry. Tables with `trusted[i]` set are not walked again, nor
+// their sizes tested for primality (the costliest check of a VIP record): the
 // reader reused them from an earlier validated snapshot for a VIP with identical backend
 // records. Checksums and digests are the copy's business (ConfigReader).
 Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted = nullptr);
