@@ -1,6 +1,6 @@
 // Control: the main lcore's loop — snapshots in, forwarding states out, acks, stats upkeep.
 //
-// Every 200 µs: poll the config segment (attaching when it appears, re-attaching when the
+// Every 100 µs: poll the config segment (attaching when it appears, re-attaching when the
 // control plane replaced it), build the forwarding state of a new snapshot, swap it in for the
 // workers and start an RCU grace period; when a grace period ends, free the state it retired
 // and acknowledge the generation (every worker is past its old state by then). A snapshot that
