@@ -75,13 +75,32 @@ lcores_for() {  # workers -> EAL lcore list (the main lcore shares core 0 with a
 # testpmd takes fulcrumd's default RX burst of 64 (its own default is 32; at 1 Mi flows io
 # measured 17.4-18.3 Mpps with either).
 testpmd_rate() {  # workers mode -> Mpps (median of the per-second RX rates after warm-up)
-  local out
+  # testpmd loads the pcap into mbufs before its first packet (seconds, on cold hugepages):
+  # it runs until SECONDS seconds of non-zero rates are in, the first two dropped as warm-up.
+  local out="$work/testpmd-$1-$2.out" pid tries=0
+  : >"$out"
   # shellcheck disable=SC2046
-  out=$(timeout -s INT "$seconds" "$testpmd" --lcores "$(lcores_for "$1")" "${eal_common[@]}" \
-    $(ports_for "$1") -- --forward-mode="$2" --nb-cores="$1" --burst=64 --total-num-mbufs="$mbufs" \
-    --stats-period=1 --auto-start --no-mlockall 2>&1 || true)
-  echo "$out" | awk '/Rx-pps:/ {s += $2} /Rx-pps:/ && ++n % '"$1"' == 0 {print s; s = 0}' |
-    tail -n +3 | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)] / 1e6}'
+  "$testpmd" --lcores "$(lcores_for "$1")" "${eal_common[@]}" $(ports_for "$1") -- \
+    --forward-mode="$2" --nb-cores="$1" --burst=64 --total-num-mbufs="$mbufs" \
+    --stats-period=1 --auto-start --no-mlockall >"$out" 2>&1 &
+  pid=$!
+  until [ "$(testpmd_periods "$1" <"$out" | wc -l)" -ge "$seconds" ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $((tries += 1)) -gt 600 ]; then
+      echo "pps.sh: testpmd $2 ($1 workers) gave no $seconds s of rates; its output:" >&2
+      tail -n 40 "$out" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  kill -INT "$pid"
+  wait "$pid" || true
+  testpmd_periods "$1" <"$out" | tail -n +3 | sort -n |
+    awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)] / 1e6}'
+}
+
+testpmd_periods() {  # workers < testpmd output -> the RX rate of each period, from the first non-zero
+  awk '/Rx-pps:/ {s += $2} /Rx-pps:/ && ++n % '"$1"' == 0 {print s; s = 0}' |
+    awk 'started || $1 > 0 {started = 1; print}'
 }
 
 fulcrumd_rate() {  # workers -> Mpps (RX rate between the 3rd second and the end)
