@@ -15,7 +15,7 @@ namespace {
 
 constexpr uint64_t kMs = 1'000'000;
 // The poll step: a new snapshot waits half of it on average before it is seen. At 100 µs
-// that is well under the copy, check and build of a 256-VIP swap (~300 µs); bench/swap.sh
+// that is well under the copy, check and build of a 256-VIP swap (300-400 µs); bench/swap.sh
 // measured p50 -80 µs and p99 -100 µs against a 200 µs step. The price is the main lcore's
 // own time, 14 % of a vCPU idle against 9 % (a VM's timer wakeups are dear), on an lcore that
 // does nothing else.

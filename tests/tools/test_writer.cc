@@ -6,8 +6,9 @@
 //       publishes FILE (generation: one above the published one) and waits for the ack;
 //       exit 0 when acknowledged, 3 when rejected (reason on stderr), 4 on timeout.
 //   fulcrum-test-writer --shm-prefix P --swap-bench N --vips V [--table-size M]
-//       publishes N snapshots of V VIPs, each changing one backend's weight in one VIP, and
-//       prints the publish-to-ack latency: p50, p99 and max in microseconds.
+//       publishes a first snapshot of V VIPs (a cold load, timed apart), then N snapshots,
+//       each changing one backend's weight in one VIP, and prints the publish-to-ack latency
+//       of those: p50, p99 and max in microseconds.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
