@@ -233,6 +233,7 @@ Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted) {
   std::set<std::tuple<std::array<uint8_t, 16>, Family, uint8_t, uint16_t>> services;
   uint32_t next_backend = 0;
   uint32_t next_table = 0;
+  std::vector<uint8_t> eligible;
   for (size_t i = 0; i < s.vips.size(); ++i) {
     const VipRecord& v = s.vips[i];
     if (!ValidAddress(v.address, v.family) || (v.proto != 6 && v.proto != 17) || v.id >= kMaxVips ||
@@ -284,7 +285,22 @@ Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted) {
       }
     }
     const BackendRecord* vb = s.backends.data() + v.backend_begin;
-    for (uint32_t slot = 0; walk && slot < v.table_size; ++slot) {
+    // The walk is one load a slot: eligible[e] is 1 for an active backend of non-zero weight, 0
+    // for any other, and every entry past the backend list reads eligible[count], 0. The slot at
+    // fault is looked for only when one is wrong.
+    bool entries_ok = !walk;
+    if (walk) {
+      eligible.assign(v.backend_count + 1, 0);
+      for (uint32_t b = 0; b < v.backend_count; ++b) {
+        eligible[b] = vb[b].state == BackendState::kActive && vb[b].weight != 0;
+      }
+      uint8_t all = 1;
+      for (uint32_t slot = 0; slot < v.table_size; ++slot) {
+        all &= eligible[std::min<uint32_t>(table[slot], v.backend_count)];
+      }
+      entries_ok = all != 0;
+    }
+    for (uint32_t slot = 0; !entries_ok && slot < v.table_size; ++slot) {
       const TableEntry e = table[slot];
       if (e >= v.backend_count) {
         return Reject(SnapshotReject::kTableEntry,

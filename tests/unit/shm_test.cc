@@ -353,6 +353,8 @@ const Corruption kCorruptions[] = {
      [](Snapshot& s) {
        SetTableEntry(s, 1, 17, static_cast<TableEntry>(s.vips[1].backend_count));
      }},
+    {"the table's last entry far past the backend list", SnapshotReject::kTableEntry,
+     [](Snapshot& s) { SetTableEntry(s, 1, s.vips[1].table_size - 1, TableEntry{0xffff}); }},
     {"table entry names a draining backend", SnapshotReject::kTableNotEligible,
      [](Snapshot& s) {
        s.backends[s.vips[0].backend_begin + 2].state = BackendState::kDraining;
