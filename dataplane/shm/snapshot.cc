@@ -288,7 +288,6 @@ Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted) {
     // The walk is one load a slot: eligible[e] is 1 for an active backend of non-zero weight, 0
     // for any other, and every entry past the backend list reads eligible[count], 0. The slot at
     // fault is looked for only when one is wrong.
-    bool entries_ok = !walk;
     if (walk) {
       eligible.assign(v.backend_count + 1, 0);
       for (uint32_t b = 0; b < v.backend_count; ++b) {
@@ -298,20 +297,19 @@ Verdict ValidateSnapshot(const Snapshot& s, const std::vector<bool>* trusted) {
       for (uint32_t slot = 0; slot < v.table_size; ++slot) {
         all &= eligible[std::min<uint32_t>(table[slot], v.backend_count)];
       }
-      entries_ok = all != 0;
-    }
-    for (uint32_t slot = 0; !entries_ok && slot < v.table_size; ++slot) {
-      const TableEntry e = table[slot];
-      if (e >= v.backend_count) {
-        return Reject(SnapshotReject::kTableEntry,
-                      absl::StrFormat("vips[%d] table slot %d: backend %d of %d", i, slot, e,
-                                      v.backend_count));
-      }
-      if (vb[e].state != BackendState::kActive || vb[e].weight == 0) {
-        return Reject(
-            SnapshotReject::kTableNotEligible,
-            absl::StrFormat("vips[%d] table slot %d: backend %d (id %d) is %s", i, slot, e,
-                            vb[e].id, vb[e].weight == 0 ? "of weight 0" : "not active"));
+      for (uint32_t slot = 0; all == 0 && slot < v.table_size; ++slot) {
+        const TableEntry e = table[slot];
+        if (e >= v.backend_count) {
+          return Reject(SnapshotReject::kTableEntry,
+                        absl::StrFormat("vips[%d] table slot %d: backend %d of %d", i, slot, e,
+                                        v.backend_count));
+        }
+        if (eligible[e] == 0) {
+          return Reject(
+              SnapshotReject::kTableNotEligible,
+              absl::StrFormat("vips[%d] table slot %d: backend %d (id %d) is %s", i, slot, e,
+                              vb[e].id, vb[e].weight == 0 ? "of weight 0" : "not active"));
+        }
       }
     }
     // The one encapsulation with no stock decapsulator: IPv6 inside IPv4 by IPIP.
