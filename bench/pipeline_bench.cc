@@ -201,26 +201,27 @@ BENCHMARK(BM_Reference_RestoreAndMacSwap);
 
 // The core's delivered clock: a chain of dependent adds, one a cycle on any x86 core, so adds
 // per nanosecond is the clock this thread ran at in this run. A VM's vCPU wanders: one whose
-// TSC ticks at 2.45 GHz read 1.3 to 3.1 GHz within an hour. Reported as the counter Gadds (per
+// TSC ticks at 2.45 GHz read 1.3 to 3.1 GHz within one hour. Reported as the counter Gadds (per
 // second: GHz); a case's ns_per_pkt times it is its cycles per packet, which compares hours
 // and machines where nanoseconds do not. It does not see a sibling hyperthread taking the
 // core's other ports: for that, the restore reference is the one to read.
 void BM_Reference_CoreClock(benchmark::State& state) {
   constexpr int kAdds = 4096;
   uint64_t x = 0;
+  // The empty asm makes each add depend on the one before and keeps the compiler from folding
+  // the chain into one add.
+  const auto add = [&x] {
+    x += 1;
+    asm volatile("" : "+r"(x));
+  };
   for (auto _ : state) {
     for (int i = 0; i < kAdds / 8; ++i) {
-      // The empty asm makes each add depend on the one before and keeps the compiler from
-      // folding the chain into one add.
-#define FULCRUM_ADD() x += 1; asm volatile("" : "+r"(x))
-      FULCRUM_ADD(); FULCRUM_ADD(); FULCRUM_ADD(); FULCRUM_ADD();
-      FULCRUM_ADD(); FULCRUM_ADD(); FULCRUM_ADD(); FULCRUM_ADD();
-#undef FULCRUM_ADD
+      add(), add(), add(), add(), add(), add(), add(), add();
     }
   }
   benchmark::DoNotOptimize(x);
-  state.counters["Gadds"] = benchmark::Counter(static_cast<double>(state.iterations()) * kAdds / 1e9,
-                                             benchmark::Counter::kIsRate);
+  state.counters["Gadds"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kAdds / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Reference_CoreClock);
 
