@@ -200,11 +200,11 @@ void BM_Reference_RestoreAndMacSwap(benchmark::State& state) {
 BENCHMARK(BM_Reference_RestoreAndMacSwap);
 
 // The core's delivered clock: a chain of dependent adds, one a cycle on any x86 core, so adds
-// per nanosecond is the clock this thread ran at in this run. A VM's vCPU wanders: one whose
-// TSC ticks at 2.45 GHz read 1.3 to 3.1 GHz within one hour. Reported as the counter Gadds (per
-// second: GHz); a case's ns_per_pkt times it is its cycles per packet, which compares hours
-// and machines where nanoseconds do not. It does not see a sibling hyperthread taking the
-// core's other ports: for that, the restore reference is the one to read.
+// per nanosecond is the clock this thread ran at in this run. A VM's vCPU wanders: on one
+// whose TSC ticks at 2.45 GHz this read 2.7 to 3.1 GHz within one hour. Reported as the
+// counter Gadds (per second: GHz); a case's ns_per_pkt times it is its cycles per packet,
+// which compares hours and machines where nanoseconds do not. It does not see a sibling
+// hyperthread taking the core's other ports: for that, the restore reference is the one to read.
 void BM_Reference_CoreClock(benchmark::State& state) {
   constexpr int kAdds = 4096;
   uint64_t x = 0;
