@@ -1,11 +1,13 @@
 // FlowTable costs (batched hits and misses, inserts, insert-failure rates) against DPDK rte_hash.
 //
-// Keys are random IPv4 5-tuples (TCP or UDP). The lookup benchmarks fill a table of capacity
-// 1 Mi or 16 Mi flows to kLoad, then look the inserted keys up in random order, 32 at a time
-// with their precomputed FlowHash, as the pipeline does. The reference is rte_hash (DPDK's
-// cuckoo table) created for the same capacity, holding the same keys, looked up in the same
-// order, in this same process: the machines are shared and noisy, and only a ratio from one
-// run means much. The summary at the end prints medians side by side and the ratios.
+// Keys are random IPv4 5-tuples (TCP or UDP); the V6 rows repeat the hit lookups with random
+// IPv6 keys. The lookup benchmarks fill a table created for 1 Mi or 16 Mi flows with kLoad
+// times that many flows (the table rounds its capacity up to 3 times a power of two, 1.5 Mi
+// and 24 Mi, so its own load is a third), then look the inserted keys up in random order, 32
+// at a time with their precomputed FlowHash, as the pipeline does. The reference is rte_hash
+// (DPDK's cuckoo table) created for the same capacity, holding the same keys, looked up in the
+// same order, in this same process: the machines are shared and noisy, and only a ratio from
+// one run means much. The summary at the end prints medians side by side and the ratios.
 //
 // Memory: rte_hash lives in the EAL heap, which under --no-huge is a memfd with 4 KiB pages
 // (shmem never gets transparent huge pages here). So the same-memory comparison places a
@@ -46,7 +48,7 @@ namespace {
 
 constexpr FlowHashKey kKey{0x0123456789abcdefull, 0xfedcba9876543210ull};
 constexpr size_t kBurst = 32;
-constexpr double kLoad = 0.5;  // flows / capacity in the lookup and insert benchmarks
+constexpr double kLoad = 0.5;  // flows / requested capacity in the lookup and insert benchmarks
 constexpr uint32_t kNow = 1000;
 constexpr uint64_t k1M = uint64_t{1} << 20;
 constexpr uint64_t k16M = uint64_t{1} << 24;
@@ -83,12 +85,20 @@ struct Keys {
   }
 };
 
-FlowTuple RandomTuple(std::mt19937_64& rng) {
+FlowTuple RandomTuple(std::mt19937_64& rng, bool v6 = false) {
   FlowTuple t;
-  const uint64_t a = rng();
+  if (v6) {
+    for (auto* addr : {&t.src, &t.dst}) {
+      const uint64_t w[2] = {rng(), rng()};
+      std::memcpy(addr->data(), w, 16);
+    }
+    t.v6 = true;
+  } else {
+    const uint64_t a = rng();
+    std::memcpy(t.src.data(), &a, 4);
+    std::memcpy(t.dst.data(), reinterpret_cast<const char*>(&a) + 4, 4);
+  }
   const uint64_t b = rng();
-  std::memcpy(t.src.data(), &a, 4);
-  std::memcpy(t.dst.data(), reinterpret_cast<const char*>(&a) + 4, 4);
   t.src_port = static_cast<uint16_t>(b);
   t.dst_port = static_cast<uint16_t>(b >> 16);
   t.proto = (b >> 32 & 1) != 0 ? 6 : 17;
@@ -112,6 +122,7 @@ uint64_t AnonHugeKiB() {
 // One capacity's tables and keys, built once and shared by that capacity's benchmarks.
 struct World {
   uint64_t capacity = 0;
+  bool v6 = false;  // IPv6 keys, and no rte_hash (only the FlowTable hit rows use them)
   std::unique_ptr<MmapFlowTable> thp;
   void* heap_memory = nullptr;
   std::optional<FlowTable> heap;
@@ -130,11 +141,12 @@ struct World {
 
 std::unique_ptr<World> world;
 
-World& GetWorld(uint64_t capacity) {
-  if (world != nullptr && world->capacity == capacity) return *world;
-  world.reset();  // the previous capacity's memory first: 16 M needs about 3 GiB
+World& GetWorld(uint64_t capacity, bool v6 = false) {
+  if (world != nullptr && world->capacity == capacity && world->v6 == v6) return *world;
+  world.reset();  // the previous world's memory first: 16 M needs about 3.5 GiB
   auto w = std::make_unique<World>();
   w->capacity = capacity;
+  w->v6 = v6;
   absl::StatusOr<MmapFlowTable> thp = MmapFlowTable::Create(capacity);
   if (!thp.ok()) Die(thp.status().ToString());
   w->thp = std::make_unique<MmapFlowTable>(*std::move(thp));
@@ -151,12 +163,13 @@ World& GetWorld(uint64_t capacity) {
   Keys all;
   all.tuples.reserve(n);
   all.hashes.reserve(n);
-  for (uint64_t i = 0; i < n; ++i) all.Add(RandomTuple(rng));
+  for (uint64_t i = 0; i < n; ++i) all.Add(RandomTuple(rng, v6));
   std::vector<uint32_t> ok;
   ok.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
-    const FlowInsertResult r = w->thp->table().Insert(all.tuples[i], all.hashes[i], i, kNow);
-    w->heap->Insert(all.tuples[i], all.hashes[i], i, kNow);  // same keys, same layout
+    const uint32_t backend = i & FlowTable::kMaxBackend;
+    const FlowInsertResult r = w->thp->table().Insert(all.tuples[i], all.hashes[i], backend, kNow);
+    w->heap->Insert(all.tuples[i], all.hashes[i], backend, kNow);  // same keys, same layout
     if (r.status == FlowInsert::kInserted) ok.push_back(i);
     w->fill_failures += r.status == FlowInsert::kFull;
   }
@@ -168,8 +181,15 @@ World& GetWorld(uint64_t capacity) {
   all = Keys();
   w->present.Finish();
   const uint64_t n_absent = std::min<uint64_t>(n, k1M);
-  for (uint64_t i = 0; i < n_absent; ++i) w->absent.Add(RandomTuple(rng));
+  for (uint64_t i = 0; i < n_absent; ++i) w->absent.Add(RandomTuple(rng, v6));
   w->absent.Finish();
+  const uint64_t table_capacity = w->thp->table().capacity();
+  if (v6) {
+    std::printf("# capacity %lu (%lu), IPv6: %zu flows present (%lu of %lu inserts failed)\n",
+                capacity, table_capacity, w->present.size(), w->fill_failures, n);
+    world = std::move(w);
+    return *world;
+  }
 
   const std::string name = "ft_bench_" + std::to_string(capacity);
   rte_hash_parameters params{};
@@ -194,9 +214,10 @@ World& GetWorld(uint64_t capacity) {
     if (rc != 0) Die("rte_hash_add_key_with_hash_data: " + std::to_string(rc));
   }
   std::printf(
-      "# capacity %lu: %zu flows present (%lu of %lu inserts failed); FlowTable %zu MiB "
-      "each; AnonHugePages %lu MiB\n",
-      capacity, w->present.size(), w->fill_failures, n, bytes >> 20, AnonHugeKiB() >> 10);
+      "# capacity %lu (FlowTable: %lu): %zu flows present (%lu of %lu inserts failed); "
+      "FlowTable %zu MiB each; AnonHugePages %lu MiB\n",
+      capacity, table_capacity, w->present.size(), w->fill_failures, n, bytes >> 20,
+      AnonHugeKiB() >> 10);
   world = std::move(w);
   return *world;
 }
@@ -207,8 +228,8 @@ void PerKeyCounters(benchmark::State& state, size_t keys_per_iteration) {
 }
 
 template <FlowPrefetch kPrefetch>
-void BM_FlowTableHitBurst(benchmark::State& state, Mem mem) {
-  World& w = GetWorld(static_cast<uint64_t>(state.range(0)));
+void BM_FlowTableHitBurst(benchmark::State& state, Mem mem, bool v6) {
+  World& w = GetWorld(static_cast<uint64_t>(state.range(0)), v6);
   const FlowTable& t = w.table(mem);
   FlowRef refs[kBurst];
   const size_t n = w.present.size();
@@ -363,7 +384,8 @@ void BM_FlowTableCountLive(benchmark::State& state, Mem mem) {
   state.counters["live"] = static_cast<double>(live);
 }
 
-// The fraction of inserts that fail at a load factor, 1 Mi capacity, in two regimes: filling
+// The fraction of inserts that fail at a load factor (flows / the table's capacity, 1.5 Mi
+// here: a table created for 1 Mi), in two regimes: filling
 // an empty table to the load, and then churn at that load (a random flow ends, a new one
 // starts; flows whose insert failed still count toward the load, as they are still being
 // forwarded). Churn is the steady state of a running load balancer: size tables by it.
@@ -373,7 +395,7 @@ void BM_FlowTableInsertFailure(benchmark::State& state) {
   for (auto _ : state) {
     MmapFlowTable t = *MmapFlowTable::Create(k1M);
     std::mt19937_64 rng(static_cast<uint64_t>(state.range(0)));
-    const auto n = static_cast<size_t>(load * static_cast<double>(k1M));
+    const auto n = static_cast<size_t>(load * static_cast<double>(t->capacity()));
     std::vector<FlowRef> offered(n);
     uint64_t fill_full = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -401,23 +423,24 @@ void BM_FlowTableInsertFailure(benchmark::State& state) {
   }
 }
 
-// The alternative the overflow replaced, for comparison: plain 4-way buckets as in VPP's
-// lbhash.h (an insert fails as soon as the home group is full). A model of bucket occupancy
+// The alternative the overflow replaced, for comparison: plain buckets of `ways` as in VPP's
+// lbhash.h (an insert fails as soon as the home group is full), with the capacity the table
+// gets when created for 1 Mi (1.5 Mi for 3 ways, 1 Mi for 4). A model of bucket occupancy
 // only, under the same random fill and churn as BM_FlowTableInsertFailure; the same kind of
 // model with overflow (not kept) matched the real table's figures to within a few percent.
-void BM_PlainFourWayModelInsertFailure(benchmark::State& state) {
+void BM_PlainModelInsertFailure(benchmark::State& state, uint32_t ways) {
   const double load = static_cast<double>(state.range(0)) / 1000.0;
-  constexpr uint32_t kGroups = k1M / 4;
+  const uint32_t groups = ways == 3 ? uint32_t{1} << 19 : uint32_t{1} << 18;
   for (auto _ : state) {
-    std::vector<uint8_t> live(kGroups, 0);
+    std::vector<uint8_t> live(groups, 0);
     std::mt19937_64 rng(static_cast<uint64_t>(state.range(0)));
     auto insert = [&]() -> int64_t {
-      const auto g = static_cast<uint32_t>(rng() % kGroups);
-      if (live[g] == 4) return -1;
+      const auto g = static_cast<uint32_t>(rng() % groups);
+      if (live[g] == ways) return -1;
       ++live[g];
       return g;
     };
-    const auto n = static_cast<size_t>(load * static_cast<double>(k1M));
+    const auto n = static_cast<size_t>(load * static_cast<double>(uint64_t{ways} * groups));
     std::vector<int64_t> offered(n);
     uint64_t fill_full = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -446,6 +469,8 @@ constexpr const char* kRows[] = {
     "FlowTable/HitBurstWholeGroup/heap4K",
     "FlowTable/HitBurst/thp",
     "FlowTable/HitBurstWholeGroup/thp",
+    "FlowTable/HitBurstV6/thp",
+    "FlowTable/HitBurstWholeGroupV6/thp",
     "FlowTable/HitOneByOne/thp",
     "RteHash/LookupBulkData/heap4K",
     "RteHash/LookupWithHashBulkData/heap4K",
@@ -469,8 +494,10 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   }
 
   void PrintSummary() const {
-    std::printf("\nMedian ns per key (burst %zu, load %.2f, random IPv4 flows), this run:\n",
-                kBurst, kLoad);
+    std::printf(
+        "\nMedian ns per key (burst %zu, flows = %.2f x the requested capacity, random IPv4 "
+        "flows but in the V6 rows), this run:\n",
+        kBurst, kLoad);
     std::printf("%-52s %8s %8s\n", "", "1M", "16M");
     for (const char* row : kRows) {
       std::printf("%-52s %8.1f %8.1f\n", row, Get(row, k1M), Get(row, k16M));
@@ -500,6 +527,9 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> ns_per_key_;
 };
 
+// Loads of the insert-failure rows; 167 and 333 are capacity = 6 and 3 x the flows.
+constexpr int kLoadsPermille[] = {125, 167, 250, 333, 375, 500, 625, 750, 875, 1000};
+
 void Register() {
   using benchmark::RegisterBenchmark;
   for (uint64_t cap : {k1M, k16M}) {
@@ -512,9 +542,9 @@ void Register() {
     for (Mem mem : {Mem::kThp, Mem::kEalHeap}) {
       const std::string m = mem == Mem::kThp ? "/thp" : "/heap4K";
       timed(RegisterBenchmark(("FlowTable/HitBurst" + m).c_str(),
-                              BM_FlowTableHitBurst<FlowPrefetch::kBucketThenKey>, mem));
+                              BM_FlowTableHitBurst<FlowPrefetch::kBucketThenKey>, mem, false));
       timed(RegisterBenchmark(("FlowTable/HitBurstWholeGroup" + m).c_str(),
-                              BM_FlowTableHitBurst<FlowPrefetch::kWholeGroup>, mem));
+                              BM_FlowTableHitBurst<FlowPrefetch::kWholeGroup>, mem, false));
       timed(RegisterBenchmark(("FlowTable/MissBurst" + m).c_str(), BM_FlowTableMissBurst, mem));
     }
     timed(RegisterBenchmark("FlowTable/HitOneByOne/thp", BM_FlowTableHitOneByOne, Mem::kThp));
@@ -529,20 +559,28 @@ void Register() {
     timed(RegisterBenchmark("FlowTable/Insert/thp", BM_FlowTableInsert<false>, Mem::kThp));
     timed(RegisterBenchmark("FlowTable/MissBurstThenInsert/thp", BM_FlowTableInsert<true>,
                             Mem::kThp));
+    // Last for this capacity: they build the IPv6 world in place of the IPv4 one.
+    timed(RegisterBenchmark("FlowTable/HitBurstV6/thp",
+                            BM_FlowTableHitBurst<FlowPrefetch::kBucketThenKey>, Mem::kThp, true));
+    timed(RegisterBenchmark("FlowTable/HitBurstWholeGroupV6/thp",
+                            BM_FlowTableHitBurst<FlowPrefetch::kWholeGroup>, Mem::kThp, true));
   }
-  for (int load_permille : {125, 250, 375, 500, 625, 750, 875, 1000}) {
+  for (int load_permille : kLoadsPermille) {
     RegisterBenchmark("FlowTable/InsertFailure", BM_FlowTableInsertFailure)
         ->Arg(load_permille)
         ->ArgName("load_permille")
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);
   }
-  for (int load_permille : {125, 250, 375, 500, 625, 750, 875, 1000}) {
-    RegisterBenchmark("PlainFourWayModel/InsertFailure", BM_PlainFourWayModelInsertFailure)
-        ->Arg(load_permille)
-        ->ArgName("load_permille")
-        ->Iterations(1)
-        ->Unit(benchmark::kMillisecond);
+  for (uint32_t ways : {3u, 4u}) {
+    const std::string name = ways == 3 ? "PlainThreeWayModel" : "PlainFourWayModel";
+    for (int load_permille : kLoadsPermille) {
+      RegisterBenchmark((name + "/InsertFailure").c_str(), BM_PlainModelInsertFailure, ways)
+          ->Arg(load_permille)
+          ->ArgName("load_permille")
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
 }
 

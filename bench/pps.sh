@@ -5,6 +5,7 @@
 # (no tx_pcap), so the figure is the forwarding work, not a sink's.
 #
 #   bench/pps.sh [FLOWS=1048576] [SECONDS=8]       (root: it mounts hugepages)
+#   PPS_BURST=32 bench/pps.sh ...                  (both with another RX burst than 64)
 #
 # Prints, for 1 and 2 workers: packets per second of testpmd io, testpmd macswap and fulcrumd,
 # and fulcrumd's added cost per packet, 1/rate(fulcrumd) - 1/rate(testpmd io).
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-1048576}
 seconds=${2:-8}
+burst=${PPS_BURST:-64}  # RX burst of both fulcrumd and testpmd; 64 is fulcrumd's default
 build=build
 testpmd=$(command -v dpdk-testpmd)
 work=$(mktemp -d /tmp/fulcrum-pps.XXXXXX)
@@ -72,8 +74,8 @@ lcores_for() {  # workers -> EAL lcore list (the main lcore shares core 0 with a
   if [ "$1" = 1 ]; then echo "0,1"; else echo "0@0,1@1,2@0"; fi
 }
 
-# testpmd takes fulcrumd's default RX burst of 64 (its own default is 32; at 1 Mi flows io
-# measured 17.4-18.3 Mpps with either).
+# testpmd takes the same RX burst as fulcrumd ($burst; at 1 Mi flows io measured 17.4-18.3
+# Mpps with 32 or 64).
 testpmd_rate() {  # workers mode -> Mpps (median of the per-second RX rates after warm-up)
   # testpmd loads the pcap into mbufs before its first packet (seconds, on cold hugepages):
   # it runs until SECONDS seconds of non-zero rates are in, the first two dropped as warm-up.
@@ -81,7 +83,7 @@ testpmd_rate() {  # workers mode -> Mpps (median of the per-second RX rates afte
   : >"$out"
   # shellcheck disable=SC2046
   "$testpmd" --lcores "$(lcores_for "$1")" "${eal_common[@]}" $(ports_for "$1") -- \
-    --forward-mode="$2" --nb-cores="$1" --burst=64 --total-num-mbufs="$mbufs" \
+    --forward-mode="$2" --nb-cores="$1" --burst="$burst" --total-num-mbufs="$mbufs" \
     --stats-period=1 --auto-start --no-mlockall >"$out" 2>&1 &
   pid=$!
   until [ "$(testpmd_periods "$1" <"$out" | wc -l)" -ge "$seconds" ]; do
@@ -105,11 +107,14 @@ testpmd_periods() {  # workers < testpmd output -> the RX rate of each period, f
 
 fulcrumd_rate() {  # workers -> Mpps (RX rate between the 3rd second and the end)
   local pid
+  # Flow tables of 3 x the flows per worker, as in pipeline_bench's many-flow cases (160 MiB
+  # for 1 Mi flows on one worker; docs/dataplane.md "Where the floors stand").
   "$build/tests/tools/fulcrum-test-writer" --shm-prefix "$prefix" --snapshot "$work/snapshot.json" \
     --ack-timeout-ms 60000 >/dev/null &
   # shellcheck disable=SC2046
   "$build/dataplane/fulcrumd" --lcores "$(lcores_for "$1")" "${eal_common[@]}" $(ports_for "$1") -- \
-    --shm-prefix "$prefix" --no-tap --mbufs "$mbufs" --flow-capacity $((4 * flows / $1)) \
+    --shm-prefix "$prefix" --no-tap --mbufs "$mbufs" --flow-capacity $((3 * flows / $1)) \
+    --burst "$burst" \
     2>"$work/fulcrumd.log" &
   pid=$!
   wait %1

@@ -104,6 +104,9 @@ int Run(const Options& o) {
   std::vector<WorkerConfig> configs(workers);
   absl::StatusOr<size_t> bytes = FlowTable::BytesNeeded(o.flow_capacity);
   if (!bytes.ok()) return Fail(std::string(bytes.status().message()));
+  std::fprintf(stderr,
+               "fulcrumd: flow table per worker: %lu flows (--flow-capacity %lu), %zu MiB\n",
+               *FlowTable::RoundedCapacity(o.flow_capacity), o.flow_capacity, *bytes >> 20);
   unsigned w = 0;
   unsigned lcore;
   RTE_LCORE_FOREACH_WORKER(lcore) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "dataplane/core/flow_table.h"
 
 namespace fulcrum {
 namespace {
@@ -21,10 +22,10 @@ void Define(CLI::App& app, Options& o) {
       "--no-tap", [&o] { o.tap_name.clear(); },
       "no exception path: packets not for a VIP are dropped and counted (kernel_full)");
   app.add_option("--flow-capacity", o.flow_capacity,
-                 "flow-table capacity per worker lcore, in flows (48 bytes each; rounded up to a "
-                 "power of two)")
+                 "flow-table capacity per worker lcore, in flows (53.3 bytes each; rounded up to 3 "
+                 "times a power of two)")
       ->capture_default_str()
-      ->check(CLI::Range(uint64_t{4}, uint64_t{1} << 28));
+      ->check(CLI::Range(FlowTable::kMinCapacity, FlowTable::kMaxCapacity));
   app.add_option("--burst", o.burst, "packets per rx_burst")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

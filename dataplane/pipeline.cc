@@ -7,6 +7,7 @@
 #include <rte_ip.h>
 #include <rte_prefetch.h>
 
+#include <cassert>
 #include <cstring>
 #include <type_traits>
 
@@ -15,6 +16,9 @@
 
 namespace fulcrum {
 namespace {
+
+// The flow table stores backend ids in 16 bits.
+static_assert(shm::kMaxBackends - 1 <= FlowTable::kMaxBackend);
 
 using shm::Bump;
 using shm::DropReason;
@@ -360,6 +364,7 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
   rte_mbuf* mbuf_of[kMaxBurst];
   uint32_t vip_of[kMaxBurst];
   uint32_t k = 0;
+  bool any_v6 = false;  // an IPv6 packet goes on to the flow table
   // The packets that repeat the flow of a queued packet (RepeatsFlow), in burst order: repeats[r]
   // (packet repeat_mbuf[r], only its frame's fields) follows parsed[repeat_head[r]] and takes its
   // flow and selection. repeat_head[n_repeats] is no packet's (kMaxBurst), for stage 3.
@@ -479,17 +484,24 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
     }
     hashes[k] = FlowHash(p.tuple, v.hash_key);
     flows.PrefetchBucket(hashes[k]);
+    any_v6 |= p.tuple.v6;
     mbuf_of[k] = m;
     vip_of[k] = vi;
     ++k;
   }
   if (k == 0) return;
 
-  // Stage 2: one batched flow-table lookup for the burst.
-  Scratch<FlowRef, kMaxBurst> refs;
-  // Stage 1 prefetched every bucket (PrefetchBucket).
-  flows.LookupBurst<FlowPrefetch::kCallerPrefetched>(&parsed[0].tuple, sizeof(ParsedPacket),
-                                                     {hashes, k}, now_s, {refs.data(), k});
+  // Stage 2: stage 1 prefetched every packet's bucket line (PrefetchBucket), which holds an
+  // IPv4 flow's whole key. Each packet is looked up in stage 3, just before its selection, so
+  // that the wait for the later packets' lines overlaps the forwarding of the earlier ones
+  // (rather than the whole burst waiting for its last line in a batched lookup first: 1 Mi
+  // flows ~4 ns and new flows ~8 ns a packet faster, docs/dataplane.md "One line per IPv4
+  // hit"). An IPv6 key's addresses are in a second line: fetch those for the whole burst now.
+  if (unlikely(any_v6)) {
+    for (uint32_t j = 0; j < k; ++j) {
+      if (parsed[j].tuple.v6) flows.PrefetchV6Key(hashes[j]);
+    }
+  }
 
   // Stage 3: select a backend, then forward; then the packets that repeat the flow. Each repeat
   // counts what it would have, had it come through the table after the packet it follows: a hit
@@ -512,11 +524,12 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
       const bool tracked = !p.Has(kPacketIcmpError);
       const bool tcp = p.tuple.proto == IPPROTO_TCP;
       const bool syn = tracked && tcp && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
-      const bool hit = refs[j].hit();
+      const FlowRef ref = flows.Lookup(p.tuple, hashes[j], now_s);
+      const bool hit = ref.hit();
       bool table_full = false;
       uint32_t b;
       if (hit && !syn) {
-        FlowTable::Entry flow = flows.At(refs[j]);
+        FlowTable::Entry flow = flows.At(ref);
         const BackendSlot& slot = v.by_id[flow.backend()];
         if (likely(slot.vip == vip_of[j] && slot.keeps_flows)) {
           b = slot.index;
@@ -550,34 +563,20 @@ void ProcessBurst(const ForwardingState* state, rte_mbuf* const* pkts, uint16_t 
           tally.Count(LcoreCounter::kIcmpToBackend);
         } else if (hit) {
           // A SYN on a tracked tuple: a new connection.
-          FlowTable::Entry flow = flows.At(refs[j]);
+          FlowTable::Entry flow = flows.At(ref);
           flow.SetBackend(v.backends[b].id);
           flow.Refresh(now_s);
           tally.NewFlow(vip, v.backends[b]);
         } else {
+          // The lookup just before missed, and nothing was inserted since: never kPresent.
+          // (An earlier packet of this burst that inserted the flow made that lookup a hit.)
           const FlowInsertResult ins = flows.Insert(p.tuple, hashes[j], v.backends[b].id, now_s);
-          if (ins.status == FlowInsert::kPresent) {
-            // An earlier packet of this burst inserted the flow after stage 2 looked: this packet
-            // does what it would have done had it found the flow, as it would in the next burst.
-            // (The two steps of each side repeat the branches above. Selecting again as a hit
-            // on ins.ref, a jump back, removes the repetition but measured 3 instructions a
-            // packet more in every VIP case: it changes the whole loop's register allocation.)
-            FlowTable::Entry flow = flows.At(ins.ref);
-            if (syn) {
-              flow.SetBackend(v.backends[b].id);
-              tally.NewFlow(vip, v.backends[b]);
-            } else {
-              b = v.by_id[flow.backend()].index;
-              tally.Hit();
-              if (tcp && (p.tcp_flags & (kTcpFin | kTcpRst)) != 0) flow.MarkClosing();
-            }
-          } else {
-            if (ins.status == FlowInsert::kFull) {
-              tally.Count(LcoreCounter::kFlowTableFull);
-              table_full = true;
-            }
-            tally.NewFlow(vip, v.backends[b]);
+          assert(ins.status != FlowInsert::kPresent);
+          if (ins.status == FlowInsert::kFull) {
+            tally.Count(LcoreCounter::kFlowTableFull);
+            table_full = true;
           }
+          tally.NewFlow(vip, v.backends[b]);
         }
       }
       forward(m, p, p.tuple, vip, b, hashes[j], nullptr);

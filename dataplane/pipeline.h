@@ -1,8 +1,9 @@
 // Pipeline: one burst of received frames -> encapsulated to backends, to the kernel, or dropped.
 //
 // Per burst: prefilter (is the destination a VIP address at all?) -> parse -> classify (which
-// VIP) -> batched flow-table lookup -> select (keep a tracked flow's backend while it may stay,
-// else the VIP's Maglev table, and insert) -> MTU check -> encapsulate in place. The semantics
+// VIP) -> hash, prefetching the flow-table line -> per packet: flow-table lookup -> select
+// (keep a tracked flow's backend while it may stay, else the VIP's Maglev table, and insert)
+// -> MTU check -> encapsulate in place. The semantics
 // are DESIGN.md's "Data plane"; docs/dataplane.md gives every decision and its reason.
 //
 // Hot path: runs on its own worker lcore with that lcore's flow table and stats block; never

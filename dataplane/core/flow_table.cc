@@ -11,14 +11,15 @@
 
 namespace fulcrum {
 
-using flow_table_internal::AddressPair;
 using flow_table_internal::kClassOther;
 using flow_table_internal::kClassTcp;
+using flow_table_internal::kGroupBytes;
 using flow_table_internal::kMetaClassShift;
 using flow_table_internal::kMetaDisplaced;
 using flow_table_internal::kMetaOverflowed;
 using flow_table_internal::MatchSignature;
 using flow_table_internal::Signature;
+using flow_table_internal::WayOf;
 
 absl::StatusOr<uint64_t> FlowTable::RoundedCapacity(uint64_t capacity) {
   if (capacity < kMinCapacity || capacity > kMaxCapacity) {
@@ -26,13 +27,13 @@ absl::StatusOr<uint64_t> FlowTable::RoundedCapacity(uint64_t capacity) {
         absl::StrFormat("flow table capacity must be in [%d, %d] flows, got %d", kMinCapacity,
                         kMaxCapacity, capacity));
   }
-  return std::bit_ceil(capacity);
+  return kWays * std::bit_ceil((capacity + kWays - 1) / kWays);
 }
 
 absl::StatusOr<size_t> FlowTable::BytesNeeded(uint64_t capacity) {
   absl::StatusOr<uint64_t> rounded = RoundedCapacity(capacity);
   if (!rounded.ok()) return rounded.status();
-  return static_cast<size_t>(*rounded / kWays * sizeof(Group));
+  return static_cast<size_t>(*rounded / kWays * kGroupBytes);
 }
 
 absl::Status FlowTable::ValidateTimeouts(const FlowTimeouts& t) {
@@ -70,17 +71,19 @@ absl::StatusOr<FlowTable> FlowTable::Create(void* memory, size_t bytes, uint64_t
                         *RoundedCapacity(capacity), capacity, *needed, bytes));
   }
   std::memset(memory, 0, *needed);  // every signature 0: every way empty
-  const auto groups = static_cast<uint32_t>(*needed / sizeof(Group));
-  return FlowTable(static_cast<Group*>(memory), groups - 1, timeouts);
+  return FlowTable(memory, static_cast<uint32_t>(*needed / kGroupBytes), timeouts);
 }
 
-FlowTable::FlowTable(Group* groups, uint32_t mask, const FlowTimeouts& timeouts) noexcept
-    : groups_(groups), mask_(mask) {
+FlowTable::FlowTable(void* memory, uint32_t groups, const FlowTimeouts& timeouts) noexcept
+    : buckets_(static_cast<Bucket*>(memory)),
+      v6_(reinterpret_cast<AddressPair*>(buckets_ + groups)),
+      mask_(groups - 1) {
   SetTimeoutsUnchecked(timeouts);
 }
 
 FlowTable::FlowTable(FlowTable&& other) noexcept
-    : groups_(std::exchange(other.groups_, nullptr)),
+    : buckets_(std::exchange(other.buckets_, nullptr)),
+      v6_(std::exchange(other.v6_, nullptr)),
       mask_(std::exchange(other.mask_, 0)),
       sweep_cursor_(std::exchange(other.sweep_cursor_, 0)),
       used_(std::exchange(other.used_, 0)),
@@ -90,7 +93,8 @@ FlowTable::FlowTable(FlowTable&& other) noexcept
 
 FlowTable& FlowTable::operator=(FlowTable&& other) noexcept {
   if (this != &other) {
-    groups_ = std::exchange(other.groups_, nullptr);
+    buckets_ = std::exchange(other.buckets_, nullptr);
+    v6_ = std::exchange(other.v6_, nullptr);
     mask_ = std::exchange(other.mask_, 0);
     sweep_cursor_ = std::exchange(other.sweep_cursor_, 0);
     used_ = std::exchange(other.used_, 0);
@@ -124,118 +128,97 @@ void FlowTable::LookupBurst(const FlowTuple* first, size_t stride, std::span<con
     return *reinterpret_cast<const FlowTuple*>(base + i * stride);
   };
   uint32_t home[kMaxBurst];
-  uint16_t sig[kMaxBurst];
+  uint8_t sig[kMaxBurst];
   uint64_t match[kMaxBurst];
 
   // Stage 1: start every key's memory accesses before waiting for any of them.
-  if constexpr (kPrefetch != FlowPrefetch::kCallerPrefetched) {
-    for (size_t i = 0; i < n; ++i) {
-      const char* line =
-          reinterpret_cast<const char*>(&groups_[static_cast<uint32_t>(hashes[i]) & mask_]);
-      __builtin_prefetch(line);
-      if constexpr (kPrefetch == FlowPrefetch::kWholeGroup) {
-        __builtin_prefetch(line + 64);
-        __builtin_prefetch(line + 128);
-      }
+  for (size_t i = 0; i < n; ++i) {
+    const auto g = static_cast<uint32_t>(hashes[i]) & mask_;
+    __builtin_prefetch(&buckets_[g]);
+    if constexpr (kPrefetch == FlowPrefetch::kWholeGroup) {
+      if (key(i).v6) PrefetchV6(g);
     }
   }
-  // Stage 2: signatures, as the bucket lines arrive. A key without a candidate in an
-  // overflowed home may be a displaced flow (3.4 % of flows at load 0.5, 0.4 % at 0.25): fetch
-  // the whole neighbour group now, or such a hit would wait for two misses in stage 3.
+  // Stage 2: signatures, as the bucket lines arrive. An IPv4 key needs nothing more; an IPv6
+  // candidate's addresses are in the v6 array. A key without a candidate in an overflowed home
+  // may be a displaced flow: fetch the neighbour now, or such a hit would wait for two misses
+  // in stage 3.
   for (size_t i = 0; i < n; ++i) {
     home[i] = static_cast<uint32_t>(hashes[i]) & mask_;
-    const Group& g = groups_[home[i]];
-    sig[i] = Signature(hashes[i], key(i).v6);
-    match[i] = MatchSignature(g.bucket, sig[i]);
-    if (match[i] != 0) {
-      if constexpr (kPrefetch != FlowPrefetch::kWholeGroup) {
-        __builtin_prefetch(&g.addrs[flow_table_internal::WayOf(match[i])]);
-      }
-    } else if ((g.bucket.meta[0] & kMetaOverflowed) != 0) {
-      const char* next = reinterpret_cast<const char*>(&groups_[(home[i] + 1) & mask_]);
-      __builtin_prefetch(next);
-      __builtin_prefetch(next + 64);
-      __builtin_prefetch(next + 128);
-    } else if constexpr (kPrefetch != FlowPrefetch::kWholeGroup) {
-      // A sure miss, and the pipeline inserts after nearly every miss: fetch, for writing,
-      // the address line Insert will fill (the first free way). kWholeGroup has it already.
-      if (const uint64_t empty = MatchSignature(g.bucket, 0); empty != 0) {
-        __builtin_prefetch(&g.addrs[flow_table_internal::WayOf(empty)], 1);
-      }
-    }
+    const bool is_v6 = key(i).v6;
+    sig[i] = Signature(hashes[i], is_v6);
+    match[i] = MatchAndPrefetch<kPrefetch != FlowPrefetch::kWholeGroup>(home[i], sig[i], is_v6);
   }
   // Stage 3: whole keys and expiry.
   for (size_t i = 0; i < n; ++i) refs[i] = Resolve(home[i], match[i], key(i), sig[i], now);
 }
 
-FlowRef FlowTable::ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint16_t sig,
+FlowRef FlowTable::ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint8_t sig,
                                       uint32_t now) const noexcept {
   const uint32_t next = (home + 1) & mask_;
-  const Group& n = groups_[next];
-  const uint32_t w = FindKey(n, MatchSignature(n.bucket, sig), key);
-  if (w != FlowRef::kNoWay && Live(n.bucket, w, now)) return FlowRef{next, w};
+  const Bucket& n = buckets_[next];
+  const uint32_t w = FindKey(next, MatchSignature(n, sig), key);
+  if (w != FlowRef::kNoWay && Live(n, w, now)) return FlowRef{next, w};
   return FlowRef{home, FlowRef::kNoWay};
 }
 
 template void FlowTable::LookupBurst<FlowPrefetch::kBucketThenKey>(
     const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
     std::span<FlowRef>) const noexcept;
-template void FlowTable::LookupBurst<FlowPrefetch::kWholeGroup>(
-    const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
-    std::span<FlowRef>) const noexcept;
-template void FlowTable::LookupBurst<FlowPrefetch::kCallerPrefetched>(
-    const FlowTuple*, size_t, std::span<const uint64_t>, uint32_t,
-    std::span<FlowRef>) const noexcept;
+template void FlowTable::LookupBurst<FlowPrefetch::kWholeGroup>(const FlowTuple*, size_t,
+                                                                std::span<const uint64_t>, uint32_t,
+                                                                std::span<FlowRef>) const noexcept;
 
-namespace {
-
-void WriteEntry(flow_table_internal::Group& g, uint32_t w, uint16_t sig, const FlowTuple& key,
-                uint32_t backend, uint32_t now, bool displaced) noexcept {
-  flow_table_internal::Bucket& b = g.bucket;
+void FlowTable::WriteEntry(uint32_t g, uint32_t w, uint8_t sig, const FlowTuple& key,
+                           uint32_t backend, uint32_t now, bool displaced) noexcept {
+  assert(backend <= kMaxBackend);
+  Bucket& b = buckets_[g];
   b.sig[w] = sig;
-  b.ports[w] = flow_table_internal::PackPorts(key);
-  b.backend[w] = backend;
-  b.last_seen[w] = now;
   b.proto[w] = key.proto;
   const auto cls = static_cast<uint8_t>(key.proto == 6 ? kClassTcp : kClassOther);
   b.meta[w] = static_cast<uint8_t>((b.meta[w] & kMetaOverflowed) | cls << kMetaClassShift |
                                    (displaced ? kMetaDisplaced : 0));
-  std::memcpy(g.addrs[w].bytes, key.src.data(), sizeof(AddressPair));
+  b.backend[w] = static_cast<uint16_t>(backend);
+  b.ports[w] = flow_table_internal::PackPorts(key);
+  b.last_seen[w] = now;
+  if (key.v6) {
+    std::memcpy(v6(g, w).bytes, key.src.data(), sizeof(AddressPair));
+  } else {
+    b.addr4[w] = flow_table_internal::V4Addresses(key);
+  }
 }
-
-}  // namespace
 
 FlowInsertResult FlowTable::Insert(const FlowTuple& key, uint64_t hash, uint32_t backend,
                                    uint32_t now) noexcept {
   const auto home = static_cast<uint32_t>(hash) & mask_;
   const uint32_t next = (home + 1) & mask_;
-  const uint16_t sig = Signature(hash, key.v6);
-  Group& g = groups_[home];
-  Group& n = groups_[next];
+  const uint8_t sig = Signature(hash, key.v6);
+  Bucket& g = buckets_[home];
+  Bucket& n = buckets_[next];
 
   // The key's own entry, live (an earlier packet of this burst inserted it) or expired: reuse
   // or free it, which keeps one entry per key however the timeouts change later.
-  if (const uint32_t w = FindKey(g, MatchSignature(g.bucket, sig), key); w != FlowRef::kNoWay) {
-    if (Live(g.bucket, w, now)) return {FlowInsert::kPresent, {home, w}};
-    WriteEntry(g, w, sig, key, backend, now, false);
+  if (const uint32_t w = FindKey(home, MatchSignature(g, sig), key); w != FlowRef::kNoWay) {
+    if (Live(g, w, now)) return {FlowInsert::kPresent, {home, w}};
+    WriteEntry(home, w, sig, key, backend, now, false);
     return {FlowInsert::kInserted, {home, w}};
   }
-  if ((g.bucket.meta[0] & kMetaOverflowed) != 0) {
-    if (const uint32_t w = FindKey(n, MatchSignature(n.bucket, sig), key); w != FlowRef::kNoWay) {
-      if (Live(n.bucket, w, now)) return {FlowInsert::kPresent, {next, w}};
-      n.bucket.sig[w] = 0;  // expired and displaced: the new entry goes home if it can
+  if ((g.meta[0] & kMetaOverflowed) != 0) {
+    if (const uint32_t w = FindKey(next, MatchSignature(n, sig), key); w != FlowRef::kNoWay) {
+      if (Live(n, w, now)) return {FlowInsert::kPresent, {next, w}};
+      n.sig[w] = 0;  // expired and displaced: the new entry goes home if it can
       --used_;
     }
   }
-  if (const uint32_t w = TakeFreeWay(g.bucket, now); w != FlowRef::kNoWay) {
-    WriteEntry(g, w, sig, key, backend, now, false);
+  if (const uint32_t w = TakeFreeWay(g, now); w != FlowRef::kNoWay) {
+    WriteEntry(home, w, sig, key, backend, now, false);
     return {FlowInsert::kInserted, {home, w}};
   }
   // Home is full of live flows. (A one-group table has no neighbour: next == home.)
   if (next != home) {
-    if (const uint32_t w = TakeFreeWay(n.bucket, now); w != FlowRef::kNoWay) {
-      WriteEntry(n, w, sig, key, backend, now, true);
-      g.bucket.meta[0] |= kMetaOverflowed;
+    if (const uint32_t w = TakeFreeWay(n, now); w != FlowRef::kNoWay) {
+      WriteEntry(next, w, sig, key, backend, now, true);
+      g.meta[0] |= kMetaOverflowed;
       return {FlowInsert::kInserted, {next, w}};
     }
   }
@@ -246,7 +229,7 @@ uint32_t FlowTable::TakeFreeWay(const Bucket& b, uint32_t now) noexcept {
   // An empty way first: one SWAR test, and expired entries stay reachable by their own key.
   if (const uint64_t empty = MatchSignature(b, 0); empty != 0) {
     ++used_;
-    return flow_table_internal::WayOf(empty);
+    return WayOf(empty);
   }
   for (uint32_t w = 0; w < kWays; ++w) {
     if (!Live(b, w, now)) return w;
@@ -268,9 +251,9 @@ uint64_t FlowTable::Sweep(uint32_t now, uint32_t max_groups) noexcept {
   for (uint64_t i = 0; i < count; ++i) {
     const uint32_t home = sweep_cursor_;
     sweep_cursor_ = (sweep_cursor_ + 1) & mask_;
-    // Every third line at a 192-byte stride: the hardware prefetchers keep up poorly.
-    __builtin_prefetch(&groups_[(home + kSweepPrefetchDistance) & mask_], 1);
-    Bucket& b = groups_[home].bucket;
+    // Consecutive lines, but wrapping at the end and cheap: a hint never hurt here.
+    __builtin_prefetch(&buckets_[(home + kSweepPrefetchDistance) & mask_], 1);
+    Bucket& b = buckets_[home];
     // Branch-free test first: whether a way is in use is a coin toss, and mispredicting it
     // cost more than the scan itself.
     uint32_t expired = 0;
@@ -284,7 +267,7 @@ uint64_t FlowTable::Sweep(uint32_t now, uint32_t max_groups) noexcept {
     if ((b.meta[0] & kMetaOverflowed) == 0) continue;
     // The flag may go once the neighbour holds no entry displaced from here. Its expired
     // displaced entries are freed first, so none is left behind invisible to lookups.
-    Bucket& nb = groups_[(home + 1) & mask_].bucket;
+    Bucket& nb = buckets_[(home + 1) & mask_];
     bool needed = false;
     for (uint32_t w = 0; w < kWays; ++w) {
       if (nb.sig[w] == 0 || (nb.meta[w] & kMetaDisplaced) == 0) continue;
@@ -304,22 +287,29 @@ uint64_t FlowTable::Sweep(uint32_t now, uint32_t max_groups) noexcept {
 uint64_t FlowTable::CountLive(uint32_t now) const noexcept {
   uint64_t live = 0;
   for (uint64_t gi = 0; gi <= mask_; ++gi) {
-    __builtin_prefetch(&groups_[(gi + kSweepPrefetchDistance) & mask_]);
-    const Bucket& b = groups_[gi].bucket;
+    __builtin_prefetch(&buckets_[(gi + kSweepPrefetchDistance) & mask_]);
+    const Bucket& b = buckets_[gi];
     for (uint32_t w = 0; w < kWays; ++w) live += (b.sig[w] != 0) & Live(b, w, now);
   }
   return live;
 }
 
 FlowTuple FlowTable::Key(FlowRef ref) const noexcept {
-  const Group& g = groups_[ref.group];
   const Bucket& b = bucket(ref);
   FlowTuple key;
-  std::memcpy(key.src.data(), g.addrs[ref.way].bytes, sizeof(AddressPair));
+  key.v6 = (b.sig[ref.way] & 1) != 0;
+  if (key.v6) {
+    std::memcpy(key.src.data(), v6(ref.group, ref.way).bytes, sizeof(AddressPair));
+  } else {
+    const uint64_t a = b.addr4[ref.way];
+    const auto src = static_cast<uint32_t>(a);
+    const auto dst = static_cast<uint32_t>(a >> 32);
+    std::memcpy(key.src.data(), &src, sizeof(src));
+    std::memcpy(key.dst.data(), &dst, sizeof(dst));
+  }
   key.src_port = static_cast<uint16_t>(b.ports[ref.way]);
   key.dst_port = static_cast<uint16_t>(b.ports[ref.way] >> 16);
   key.proto = b.proto[ref.way];
-  key.v6 = (b.sig[ref.way] & 1) != 0;
   return key;
 }
 

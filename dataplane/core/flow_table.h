@@ -3,29 +3,28 @@
 // One table per worker lcore: fixed capacity, placed once in memory the caller provides (the
 // data plane uses rte_malloc on the lcore's NUMA socket; MmapFlowTable below is the owner for
 // tests and benchmarks), never resized, never shared, one writer. The model is VPP's
-// src/plugins/lb/lbhash.h: 4-way buckets of one cache line, expiry by timestamp, an insert
-// that may fail. docs/flow-table.md has the diagram, the reasoning and the measurements.
+// src/plugins/lb/lbhash.h: buckets of one cache line, expiry by timestamp, an insert that may
+// fail. docs/flow-table.md has the diagram, the reasoning and the measurements.
 //
-// Layout: a group of 192 bytes (3 cache lines) per 4 flows, 48 bytes per flow:
-//   line 0  bucket: u16 sig[4] | u32 ports[4] | u32 backend[4] | u32 last_seen[4] |
-//                   u8 proto[4] | u8 meta[4]            (meta: timeout class, flags)
-//   line 1  {src[16], dst[16]} of ways 0 and 1
-//   line 2  {src[16], dst[16]} of ways 2 and 3
-// lbhash.h keeps only a hash and trusts it; we keep the whole key (16-byte addresses, so IPv4
-// and IPv6 share one table) and compare it in full on every hit: a signature match alone is
-// never a hit. The three lines of a group are adjacent, so a lookup touches one or two pages.
+// Layout: groups of 3 flows, 160 bytes each (53.3 per flow), in two arrays:
+//   buckets  one line per group: u8 sig[3] | u8 proto[3] | u8 meta[3] | u16 backend[3] |
+//            u32 ports[3] | u32 last_seen[3] | u64 addr4[3]   (meta: timeout class, flags)
+//   v6       32 bytes per way, {src[16], dst[16]} of the group's IPv6 flows
+// An IPv4 flow's whole key (both addresses in addr4, ports, protocol) lives in its bucket
+// line, so an IPv4 hit or miss is one cache line; an IPv6 hit is two (its addresses are in the
+// v6 array). lbhash.h keeps only a hash and trusts it; we keep the whole key and compare it in
+// full on every hit: a signature match alone is never a hit.
 //
 // Hash bits: HashToSlot (Maglev) uses the HIGH 32 bits of FlowHash; the group index is the LOW
-// bits (hash & mask, at most 26 of them) and the signature the top 15 bits plus the family,
+// bits (hash & mask, at most 26 of them) and the signature the top 7 bits plus the family,
 // bits the index never uses (see Signature).
 //
 // Overflow to the neighbour group (a measured departure from lbhash.h): when a flow's home
-// group holds 4 live flows, the insert takes a free way of group home+1 and sets the home's
+// group holds 3 live flows, the insert takes a free way of group home+1 and sets the home's
 // "overflowed" flag; lookups probe the neighbour only when that flag is set and the home did
 // not have the key. One step, adjacent memory, no displacement chains. Under churn it cuts
-// failed inserts about 25x at load 0.25 (1.6 % -> 0.06 %): the same failure rate needs less
-// than half the memory. The flag is sticky; Sweep() clears it once the neighbour holds no
-// entry displaced from this group.
+// failed inserts 14-fold at load 0.25 (docs/flow-table.md "Load-factor guidance"). The flag is
+// sticky; Sweep() clears it once the neighbour holds no entry displaced from this group.
 //
 // Time: the caller passes "now" in whole seconds of any monotonic clock (the pipeline reads
 // the TSC once per burst). 32-bit seconds wrap after 136 years, and last_seen changes at most
@@ -90,23 +89,23 @@ struct FlowInsertResult {
   FlowRef ref;  // the entry for kInserted and kPresent; a miss ref for kFull
 };
 
-// How LookupBurst prefetches. kBucketThenKey is the default: it keeps one line per key in
-// flight at a time (32 per burst, within the core's miss buffers), where kWholeGroup asks for
-// three (96 per burst) to take the second dependent miss off a hit. Which wins depends on how
-// many misses the core can have outstanding: on one host kWholeGroup measured 8-14 % faster,
-// on another 45-75 % slower (docs/flow-table.md). The default is the one that is never far off.
-// kCallerPrefetched is the default without its stage 1, for a caller that already ran
-// PrefetchBucket on every key (the pipeline, as it hashes): the bucket lines are then in
-// flight or arrived, and a second prefetch of each was 6 instructions a key for nothing.
+// How LookupBurst prefetches. An IPv4 key needs only its bucket line, so the modes differ
+// for IPv6 keys (and for the line an insert after a miss will write). kBucketThenKey is the
+// default: stage 1 fetches bucket lines, stage 2 the v6 address pair of the matching way, so
+// one line per key is in flight at a time (32 per burst, within the core's miss buffers).
+// kWholeGroup asks for the bucket and, for IPv6 keys, the group's two v6 lines at once, to take
+// the second dependent miss off an IPv6 hit; with 4-way groups of three lines it measured
+// 8-14 % faster on one host and 45-75 % slower on another (docs/flow-table.md), so it is not
+// the default. (The pipeline does not batch: it prefetches each bucket line as it hashes,
+// PrefetchV6Key for IPv6 keys, and then looks each key up on its own; see PrefetchBucket.)
 enum class FlowPrefetch : uint8_t {
-  kBucketThenKey,     // stage 1: bucket lines; stage 2: the address line of the matching way
-  kWholeGroup,        // stage 1: all three lines of each key's group
-  kCallerPrefetched,  // no stage 1 (the caller's PrefetchBucket); stage 2 as kBucketThenKey
+  kBucketThenKey,  // stage 1: bucket lines; stage 2: the v6 pair of the matching way
+  kWholeGroup,     // stage 1: the bucket line, and for IPv6 keys the group's v6 lines
 };
 
 namespace flow_table_internal {
 
-inline constexpr uint32_t kWays = 4;
+inline constexpr uint32_t kWays = 3;
 
 // meta[w] bits. kOverflowed lives in meta[0] only and belongs to the group, not to way 0.
 // (The family is bit 0 of the signature.)
@@ -117,80 +116,84 @@ inline constexpr uint8_t kMetaOverflowed = 0x80;
 
 enum TimeoutClass : uint8_t { kClassTcp = 0, kClassTcpClosing = 1, kClassOther = 2 };
 
+// Everything about a group's three flows except IPv6 addresses: one cache line.
 struct alignas(64) Bucket {
-  uint16_t sig[kWays];    // 0 = empty way; bit 0 = IPv6
-  uint32_t ports[kWays];  // src_port | dst_port << 16
-  uint32_t backend[kWays];
-  uint32_t last_seen[kWays];  // seconds
+  uint8_t sig[kWays];  // 0 = empty way; bit 0 = IPv6
   uint8_t proto[kWays];
   uint8_t meta[kWays];
+  uint8_t pad;
+  uint16_t backend[kWays];
+  uint32_t ports[kWays];      // src_port | dst_port << 16
+  uint32_t last_seen[kWays];  // seconds
+  uint64_t addr4[kWays];      // IPv4 flows: src | dst << 32 (V4Addresses); unused for IPv6
 };
 
 // Source then destination address, exactly as in FlowTuple, so one 32-byte compare checks both.
-struct AddressPair {
+struct alignas(32) AddressPair {
   uint8_t bytes[32];
 };
 
-struct alignas(64) Group {
-  Bucket bucket;
-  AddressPair addrs[kWays];
-};
-
 static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "a bucket is one cache line");
-static_assert(offsetof(Bucket, ports) == 8 && offsetof(Bucket, backend) == 24 &&
-              offsetof(Bucket, last_seen) == 40 && offsetof(Bucket, proto) == 56 &&
-              offsetof(Bucket, meta) == 60);
+static_assert(offsetof(Bucket, proto) == 3 && offsetof(Bucket, meta) == 6 &&
+              offsetof(Bucket, backend) == 10 && offsetof(Bucket, ports) == 16 &&
+              offsetof(Bucket, last_seen) == 28 && offsetof(Bucket, addr4) == 40);
 static_assert(sizeof(AddressPair) == 32);
-static_assert(offsetof(Group, addrs) == 64, "ways 0-1 on line 1, ways 2-3 on line 2");
-static_assert(sizeof(Group) == 192 && alignof(Group) == 64, "3 lines per 4 flows");
-static_assert(sizeof(Group) / kWays <= 64, "the issue's budget: at most 64 bytes per flow");
+// A group's share of the table: its bucket line and its ways' IPv6 address pairs.
+inline constexpr size_t kGroupBytes = sizeof(Bucket) + kWays * sizeof(AddressPair);
+static_assert(kGroupBytes == 160 && kGroupBytes / kWays <= 64,
+              "the issue's budget: at most 64 bytes per flow");
 static_assert(offsetof(FlowTuple, src) == 0 && offsetof(FlowTuple, dst) == 16,
               "FlowTuple's addresses are the 32 contiguous bytes an AddressPair stores");
 
-// The top 15 bits of the hash, and the family in bit 0: a signature match then also proves
+// The top 7 bits of the hash, and the family in bit 0: a signature match then also proves
 // the family, which leaves ports, protocol and addresses to compare. 0 marks an empty way, so
-// an IPv4 signature of 0 becomes 2.
-inline uint16_t Signature(uint64_t hash, bool v6) noexcept {
-  const auto sig = static_cast<uint16_t>((hash >> 48 & 0xfffe) | uint64_t{v6});
-  return sig != 0 ? sig : uint16_t{2};
+// an IPv4 signature of 0 becomes 2. Seven bits let one in 128 non-matching entries through to
+// the full compare, which for an IPv4 entry reads the same line.
+inline uint8_t Signature(uint64_t hash, bool v6) noexcept {
+  const auto sig = static_cast<uint8_t>((hash >> 56 & 0xfe) | uint64_t{v6});
+  return sig != 0 ? sig : uint8_t{2};
 }
 
 inline uint32_t PackPorts(const FlowTuple& key) noexcept {
   return uint32_t{key.src_port} | uint32_t{key.dst_port} << 16;
 }
 
+inline uint32_t Load32(const uint8_t* p) noexcept {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// An IPv4 key's two addresses (bytes 0..3 of src and dst; the other twelve are zero, see
+// IpAddress) as one word.
+inline uint64_t V4Addresses(const FlowTuple& key) noexcept {
+  return uint64_t{Load32(key.src.data())} | uint64_t{Load32(key.dst.data())} << 32;
+}
+
 #if defined(__SSE2__)
-// One bit (0, 2, 4 or 6) per way whose signature equals sig: a 16-bit compare of the four
-// lanes, its byte mask keeping one bit per lane. Six instructions where the SWAR form below,
-// with its multiply-free broadcast of sig, took thirteen.
-inline uint64_t MatchSignature(const Bucket& b, uint16_t sig) noexcept {
-  const __m128i lanes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.sig));
-  const __m128i eq = _mm_cmpeq_epi16(lanes, _mm_set1_epi16(static_cast<short>(sig)));
-  return static_cast<uint64_t>(_mm_movemask_epi8(eq)) & 0x55;
+// One bit (0, 1 or 2) per way whose signature equals sig: a byte compare of the first four
+// bytes of the bucket (the three signatures and a protocol byte, masked off).
+inline uint64_t MatchSignature(const Bucket& b, uint8_t sig) noexcept {
+  const __m128i lanes = _mm_cvtsi32_si128(static_cast<int>(Load32(b.sig)));
+  const __m128i eq = _mm_cmpeq_epi8(lanes, _mm_set1_epi8(static_cast<char>(sig)));
+  return static_cast<uint64_t>(_mm_movemask_epi8(eq)) & 0x7;
 }
-inline constexpr int kMatchBitsPerWay = 2;
+inline constexpr int kMatchBitsPerWay = 1;
 #else
-// One bit (15, 31, 47 or 63) per way whose signature equals sig; SWAR, exact (no borrow
-// crosses lanes because each lane's low 15 bits are added separately).
-inline uint64_t MatchSignature(const Bucket& b, uint16_t sig) noexcept {
-  uint64_t lanes;
-  std::memcpy(&lanes, b.sig, sizeof(lanes));
-  constexpr uint64_t kLow = 0x7fff7fff7fff7fffull;
-  const uint64_t x = lanes ^ (0x0001000100010001ull * sig);
-  return ~(((x & kLow) + kLow) | x | kLow);
+// One bit (7, 15 or 23) per way whose signature equals sig; SWAR, exact (no carry crosses
+// lanes because each lane's low 7 bits are added separately).
+inline uint64_t MatchSignature(const Bucket& b, uint8_t sig) noexcept {
+  const uint64_t lanes = Load32(b.sig) & 0xffffff;
+  constexpr uint64_t kLow = 0x7f7f7f;
+  const uint64_t x = lanes ^ (0x010101ull * sig);
+  return ~(((x & kLow) + kLow) | x | kLow) & 0x808080;
 }
-inline constexpr int kMatchBitsPerWay = 16;
+inline constexpr int kMatchBitsPerWay = 8;
 #endif
 
 // The lowest way of a MatchSignature result (not 0).
 inline uint32_t WayOf(uint64_t match) noexcept {
   return static_cast<uint32_t>(std::countr_zero(match)) / kMatchBitsPerWay;
-}
-
-inline uint64_t Load64(const uint8_t* p) noexcept {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
 }
 
 inline bool AddressesEqual(const AddressPair& pair, const FlowTuple& key) noexcept {
@@ -203,17 +206,8 @@ inline bool AddressesEqual(const AddressPair& pair, const FlowTuple& key) noexce
                                    _mm_cmpeq_epi8(_mm_load_si128(a + 1), dst));
   return _mm_movemask_epi8(eq) == 0xffff;
 #else
-  const uint8_t* a = pair.bytes;
-  const uint8_t* b = key.src.data();  // src then dst (static_assert above)
-  return ((Load64(a) ^ Load64(b)) | (Load64(a + 8) ^ Load64(b + 8)) |
-          (Load64(a + 16) ^ Load64(b + 16)) | (Load64(a + 24) ^ Load64(b + 24))) == 0;
+  return std::memcmp(pair.bytes, key.src.data(), sizeof(pair.bytes)) == 0;
 #endif
-}
-
-// Family is proven by the signature (see Signature).
-inline bool KeyEquals(const Group& g, uint32_t w, const FlowTuple& key) noexcept {
-  const Bucket& b = g.bucket;
-  return b.ports[w] == PackPorts(key) && b.proto[w] == key.proto && AddressesEqual(g.addrs[w], key);
 }
 
 }  // namespace flow_table_internal
@@ -221,16 +215,18 @@ inline bool KeyEquals(const Group& g, uint32_t w, const FlowTuple& key) noexcept
 class FlowTable {
  public:
   static constexpr uint64_t kMinCapacity = flow_table_internal::kWays;
-  static constexpr uint64_t kMaxCapacity = uint64_t{1} << 28;  // 12 GiB of table per lcore
+  static constexpr uint64_t kMaxCapacity = uint64_t{3} << 26;  // 10 GiB of table per lcore
+  // Backend ids are stored in 16 bits (the data plane's are below shm::kMaxBackends).
+  static constexpr uint32_t kMaxBackend = 0xffff;
   static constexpr size_t kAlignment = 64;
   static constexpr size_t kMaxBurst = 64;
   // 34 years: keeps now - last_seen far from the 2^32 wrap.
   static constexpr uint32_t kMaxTimeout = uint32_t{1} << 30;
 
-  // Capacity in flows, rounded up to a power of two (the group index is a mask of the hash).
-  // InvalidArgument outside [kMinCapacity, kMaxCapacity].
+  // Capacity in flows, rounded up to 3 times a power of two (3 ways a group; the group index
+  // is a mask of the hash). InvalidArgument outside [kMinCapacity, kMaxCapacity].
   static absl::StatusOr<uint64_t> RoundedCapacity(uint64_t capacity);
-  // Bytes of kAlignment-aligned memory that Create needs for this capacity: 48 per flow.
+  // Bytes of kAlignment-aligned memory that Create needs for this capacity: 160 per group of 3.
   static absl::StatusOr<size_t> BytesNeeded(uint64_t capacity);
   static absl::Status ValidateTimeouts(const FlowTimeouts& timeouts);
 
@@ -252,41 +248,51 @@ class FlowTable {
 
   // Up to kMaxBurst keys (the pipeline passes its burst of 32): refs[i] is the live entry of
   // keys[i] or a miss (refs[i].hit()). No hit mask is returned: every caller reads the refs
-  // anyway, and building one cost 4 instructions a hit. Stage 1 prefetches each key's
-  // group, stage 2 matches signatures as the bucket lines arrive (and prefetches the
-  // neighbour group where the home overflowed), stage 3 compares whole keys and checks expiry.
-  // Cost per key, burst 32, random IPv4 flows, load 0.5 (bench/flow_table_bench.cc, README
-  // "Benchmarks"): hit 19.7 ns at 1 Mi capacity, 32.2 ns at 16 Mi (2 MiB pages); miss 15.2
-  // and 24.0 ns. rte_hash_lookup_bulk_data on the same keys in the same run (4 KiB pages):
-  // hit 49.0 and 65.3 ns; on the same 4 KiB pages the table's hit is 0.47 and 0.52 of that.
+  // anyway, and building one cost 4 instructions a hit. Stage 1 prefetches each key's bucket
+  // line, stage 2 matches signatures as the bucket lines arrive (and prefetches an IPv6
+  // candidate's addresses, or the neighbour group where the home overflowed), stage 3 compares
+  // whole keys and checks expiry.
+  // Cost per key, burst 32, random IPv4 flows, half as many as the requested capacity
+  // (bench/flow_table_bench.cc, docs/flow-table.md "Measured costs"): hit 19.7 ns at 1 Mi,
+  // 28.1 ns at 16 Mi (2 MiB pages), IPv6 36.8 and 44.7; miss 15.6 and 27.1 ns.
+  // rte_hash_lookup_bulk_data on the same keys in the same run (4 KiB pages): hit 49.6 and
+  // 90.7 ns; on the same 4 KiB pages the table's hit is 0.42 and 0.39 of that.
   template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
   void LookupBurst(std::span<const FlowTuple> keys, std::span<const uint64_t> hashes, uint32_t now,
                    std::span<FlowRef> refs) const noexcept {
     LookupBurst<kPrefetch>(keys.data(), sizeof(FlowTuple), hashes.first(keys.size()), now, refs);
   }
-  // The same, for hashes.size() keys that are `stride` bytes apart from `first` on: the
-  // pipeline looks its keys up where the parser wrote them, inside its parsed packets, rather
-  // than copying each 40-byte tuple into an array first.
+  // The same, for hashes.size() keys that are `stride` bytes apart from `first` on: keys inside
+  // larger records (parsed packets) are looked up where they are, not copied into an array.
   template <FlowPrefetch kPrefetch = FlowPrefetch::kBucketThenKey>
   void LookupBurst(const FlowTuple* first, size_t stride, std::span<const uint64_t> hashes,
                    uint32_t now, std::span<FlowRef> refs) const noexcept;
 
-  // Starts fetching the bucket line of the key with this hash, for a LookupBurst to come: the
-  // pipeline calls it as each packet's hash is known, a whole parse stage ahead of the lookup
-  // (which then runs as kCallerPrefetched). At 1 Mi flows that measured 3-4 ns a packet faster
-  // than the lookup's prefetch alone (docs/dataplane.md "Cost").
+  // Starts fetching the bucket line of the key with this hash, for a Lookup to come: the
+  // pipeline calls it as each packet's hash is known, a whole parse stage ahead of the lookup,
+  // which it then does per packet, just before that packet's selection, so that the wait for
+  // the last lines of a burst overlaps the forwarding of its first packets (docs/dataplane.md
+  // "One line per IPv4 hit"). An IPv4 key needs nothing more.
   void PrefetchBucket(uint64_t hash) const noexcept {
-    __builtin_prefetch(&groups_[static_cast<uint32_t>(hash) & mask_]);
+    __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash) & mask_]);
+  }
+  // After PrefetchBucket, for the hash of an IPv6 key: reads its bucket line (in flight or arrived)
+  // and starts fetching the second line a Lookup or Insert of the key will read, as LookupBurst's
+  // stage 2 does (the matching way's address pair, the neighbour where the home overflowed, or
+  // the free way's pair an insert after a miss will write).
+  void PrefetchV6Key(uint64_t hash) const noexcept {
+    const auto g = static_cast<uint32_t>(hash) & mask_;
+    MatchAndPrefetch<true>(g, flow_table_internal::Signature(hash, true), true);
   }
 
-  // One key, no prefetch: for tests, the exception path and the CLI's "lookup".
+  // One key, no prefetch of its own: the pipeline's lookup (after PrefetchBucket), and tests.
   FlowRef Lookup(const FlowTuple& key, uint64_t hash, uint32_t now) const noexcept;
 
-  // After a miss: adds key -> backend with last_seen = now. Reads the home group again (in
-  // cache after the lookup) rather than trusting the miss, to find a free way and to catch a
-  // key that an earlier packet of the same burst inserted: two packets of a new flow never
-  // make two entries. Cost after a burst lookup: 20 ns at 1 Mi, 27 ns at 16 Mi (median,
-  // README "Benchmarks"); without the lookup before it, 74 and 107 ns (two misses in a row).
+  // After a miss: adds key -> backend (at most kMaxBackend) with last_seen = now. Reads the
+  // home group again (in cache after the lookup) rather than trusting the miss, to find a free way
+  // and to catch a key that an earlier packet of the same burst inserted: two packets of a new flow
+  // never make two entries. Cost after a burst lookup: 22 ns at 1 Mi, 19 ns at 16 Mi (median,
+  // docs/flow-table.md "Measured costs"); without the lookup before it, 71 and 85 ns.
   FlowInsertResult Insert(const FlowTuple& key, uint64_t hash, uint32_t backend,
                           uint32_t now) noexcept;
 
@@ -310,7 +316,10 @@ class FlowTable {
       }
     }
     // The flow's backend was removed or is down: the caller re-picked one with Maglev.
-    void SetBackend(uint32_t backend) noexcept { b_.backend[w_] = backend; }
+    void SetBackend(uint32_t backend) noexcept {
+      assert(backend <= kMaxBackend);
+      b_.backend[w_] = static_cast<uint16_t>(backend);
+    }
 
    private:
     friend class FlowTable;
@@ -337,74 +346,118 @@ class FlowTable {
   // Frees the expired entries of the next `max_groups` groups (round robin) and clears
   // overflow flags that are no longer needed; returns the number of entries freed. Optional:
   // expired ways are reused by inserts anyway; sweeping keeps used() close to the live count
-  // and spares lookups the neighbour probe. Cost 6.2 ns per group at 1 Mi, 6.7 ns at 16 Mi.
+  // and spares lookups the neighbour probe. Cost 3.8 ns per group at 1 Mi, 5.3 ns at 16 Mi.
   uint64_t Sweep(uint32_t now, uint32_t max_groups) noexcept;
 
   uint64_t capacity() const noexcept { return (uint64_t{mask_} + 1) * kWays; }
   // Occupancy for stats, O(1): ways holding an entry, i.e. the live flows plus the expired
   // ones that no insert has reused and no Sweep has freed yet. An upper bound on live flows.
   uint64_t used() const noexcept { return used_; }
-  // Live entries at `now`: a full scan (1.2 ms at 1 Mi capacity, 38 ms at 16 Mi), for tests and
-  // diagnostics, not for the burst loop.
+  // Live entries at `now`: a full scan (2.5 ms for a table created for 1 Mi, 38 ms for 16 Mi), for
+  // tests and diagnostics, not for the burst loop.
   uint64_t CountLive(uint32_t now) const noexcept;
   // The key stored in a hit ref's entry (diagnostics, tests).
   FlowTuple Key(FlowRef ref) const noexcept;
 
  private:
   static constexpr uint32_t kWays = flow_table_internal::kWays;
+  using AddressPair = flow_table_internal::AddressPair;
   using Bucket = flow_table_internal::Bucket;
-  using Group = flow_table_internal::Group;
 
-  FlowTable(Group* groups, uint32_t mask, const FlowTimeouts& timeouts) noexcept;
+  FlowTable(void* memory, uint32_t groups, const FlowTimeouts& timeouts) noexcept;
 
   Bucket& bucket(FlowRef ref) noexcept {
     assert(ref.hit() && ref.group <= mask_);
-    return groups_[ref.group].bucket;
+    return buckets_[ref.group];
   }
   const Bucket& bucket(FlowRef ref) const noexcept {
     assert(ref.hit() && ref.group <= mask_);
-    return groups_[ref.group].bucket;
+    return buckets_[ref.group];
+  }
+  AddressPair& v6(uint32_t group, uint32_t w) noexcept { return v6_[group * kWays + w]; }
+  const AddressPair& v6(uint32_t group, uint32_t w) const noexcept {
+    return v6_[group * kWays + w];
   }
   bool Live(const Bucket& b, uint32_t w, uint32_t now) const noexcept {
     namespace internal = flow_table_internal;
     return now - b.last_seen[w] <=
            timeout_by_class_[(b.meta[w] & internal::kMetaClassMask) >> internal::kMetaClassShift];
   }
+  // Whether way w of group g holds `key`, given that its signature matched (which proves the
+  // family). An IPv4 key is compared within the bucket line; an IPv6 key reads its v6 pair.
+  bool KeyEquals(uint32_t g, uint32_t w, const FlowTuple& key) const noexcept {
+    const Bucket& b = buckets_[g];
+    if (b.ports[w] != flow_table_internal::PackPorts(key) || b.proto[w] != key.proto) return false;
+    return key.v6 ? flow_table_internal::AddressesEqual(v6(g, w), key)
+                  : b.addr4[w] == flow_table_internal::V4Addresses(key);
+  }
   // The way of `key` among `match` (signature hits) in group g, or kNoWay.
-  static uint32_t FindKey(const Group& g, uint64_t match, const FlowTuple& key) noexcept {
+  uint32_t FindKey(uint32_t g, uint64_t match, const FlowTuple& key) const noexcept {
     for (; match != 0; match &= match - 1) {
       const uint32_t w = flow_table_internal::WayOf(match);
-      if (flow_table_internal::KeyEquals(g, w, key)) return w;
+      if (KeyEquals(g, w, key)) return w;
     }
     return FlowRef::kNoWay;
   }
+  // LookupBurst's stage 2 for one key of group g: the signature matches, and the prefetch of the
+  // line a lookup of it reads next (see the stage). kPairs: also an IPv6 candidate's or free
+  // way's address pair (kWholeGroup fetched those already).
+  template <bool kPairs>
+  uint64_t MatchAndPrefetch(uint32_t g, uint8_t sig, bool is_v6) const noexcept {
+    const Bucket& b = buckets_[g];
+    const uint64_t match = flow_table_internal::MatchSignature(b, sig);
+    if (match != 0) {
+      if (kPairs && is_v6) __builtin_prefetch(&v6(g, flow_table_internal::WayOf(match)));
+    } else if ((b.meta[0] & flow_table_internal::kMetaOverflowed) != 0) {
+      const uint32_t next = (g + 1) & mask_;
+      __builtin_prefetch(&buckets_[next]);
+      if (is_v6) PrefetchV6(next);
+    } else if (kPairs && is_v6) {
+      // A sure miss, and the pipeline inserts after nearly every miss: for an IPv6 key, fetch
+      // for writing the address pair Insert will fill (the first free way). An IPv4 insert
+      // writes only the bucket line, which is here.
+      if (const uint64_t empty = flow_table_internal::MatchSignature(b, 0); empty != 0) {
+        __builtin_prefetch(&v6(g, flow_table_internal::WayOf(empty)), 1);
+      }
+    }
+    return match;
+  }
+  // The group's 96 bytes of IPv6 address pairs span two lines (either half of one and all of
+  // the next, or all of one and half of the next).
+  void PrefetchV6(uint32_t g) const noexcept {
+    const auto* p = reinterpret_cast<const char*>(&v6_[g * kWays]);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+  }
+  void WriteEntry(uint32_t g, uint32_t w, uint8_t sig, const FlowTuple& key, uint32_t backend,
+                  uint32_t now, bool displaced) noexcept;
   // The rest of a lookup once the home bucket line is at hand: verify the signature matches,
   // then the neighbour if the home overflowed. Shared by Lookup and LookupBurst's stage 3.
-  FlowRef Resolve(uint32_t home, uint64_t match, const FlowTuple& key, uint16_t sig,
+  FlowRef Resolve(uint32_t home, uint64_t match, const FlowTuple& key, uint8_t sig,
                   uint32_t now) const noexcept;
   // Out of line: few lookups get here, and inlining it costs the common path registers.
-  FlowRef ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint16_t sig,
+  FlowRef ResolveInNeighbour(uint32_t home, const FlowTuple& key, uint8_t sig,
                              uint32_t now) const noexcept;
   // For an insert: the first empty way (counted in used_), else the first expired one.
   uint32_t TakeFreeWay(const Bucket& b, uint32_t now) noexcept;
   void SetTimeoutsUnchecked(const FlowTimeouts& timeouts) noexcept;
 
-  Group* groups_ = nullptr;
-  uint32_t mask_ = 0;  // groups - 1
+  Bucket* buckets_ = nullptr;  // one per group
+  AddressPair* v6_ = nullptr;  // kWays per group, right after the buckets
+  uint32_t mask_ = 0;          // groups - 1
   uint32_t sweep_cursor_ = 0;
   uint64_t used_ = 0;
   uint32_t timeout_by_class_[4] = {};  // indexed by TimeoutClass; 3 is unused (= other)
   FlowTimeouts timeouts_;
 };
 
-inline FlowRef FlowTable::Resolve(uint32_t home, uint64_t match, const FlowTuple& key, uint16_t sig,
+inline FlowRef FlowTable::Resolve(uint32_t home, uint64_t match, const FlowTuple& key, uint8_t sig,
                                   uint32_t now) const noexcept {
-  const Group& g = groups_[home];
-  const uint32_t w = FindKey(g, match, key);
+  const uint32_t w = FindKey(home, match, key);
   if (w != FlowRef::kNoWay) {
-    return FlowRef{home, Live(g.bucket, w, now) ? w : FlowRef::kNoWay};
+    return FlowRef{home, Live(buckets_[home], w, now) ? w : FlowRef::kNoWay};
   }
-  if ((g.bucket.meta[0] & flow_table_internal::kMetaOverflowed) == 0) [[likely]] {
+  if ((buckets_[home].meta[0] & flow_table_internal::kMetaOverflowed) == 0) [[likely]] {
     return FlowRef{home, FlowRef::kNoWay};
   }
   return ResolveInNeighbour(home, key, sig, now);
@@ -412,13 +465,12 @@ inline FlowRef FlowTable::Resolve(uint32_t home, uint64_t match, const FlowTuple
 
 inline FlowRef FlowTable::Lookup(const FlowTuple& key, uint64_t hash, uint32_t now) const noexcept {
   const auto home = static_cast<uint32_t>(hash) & mask_;
-  const uint16_t sig = flow_table_internal::Signature(hash, key.v6);
-  return Resolve(home, flow_table_internal::MatchSignature(groups_[home].bucket, sig), key, sig,
-                 now);
+  const uint8_t sig = flow_table_internal::Signature(hash, key.v6);
+  return Resolve(home, flow_table_internal::MatchSignature(buckets_[home], sig), key, sig, now);
 }
 
 // Owns a FlowTable in anonymous memory, mmap'd with madvise(MADV_HUGEPAGE) (2 MiB-aligned so
-// transparent huge pages can back all of it: 16 M flows then need 384 TLB entries, not 196 K).
+// transparent huge pages can back all of it: 24 Mi flows then need 640 TLB entries, not 320 K).
 // For tests, benchmarks and tools; the data plane places its tables with rte_malloc instead.
 class MmapFlowTable {
  public:

@@ -29,8 +29,8 @@ FlowTuple ClientV4(uint16_t sport, uint8_t proto = kTcp) {
   return Tuple("198.51.100.7", "203.0.113.10", sport, 80, proto);
 }
 
-// A hash that lands in `group` with signature `sig`: collisions on demand.
-uint64_t Crafted(uint32_t group, uint16_t sig) { return uint64_t{sig} << 48 | group; }
+// A hash that lands in `group` with signature `sig` (1..127): collisions on demand.
+uint64_t Crafted(uint32_t group, uint8_t sig) { return uint64_t{sig} << 57 | group; }
 
 // Bit i set when refs[i] is a hit.
 uint64_t HitMask(std::span<const FlowRef> refs) {
@@ -65,9 +65,10 @@ TEST(FlowTableTest, HitReturnsTheInsertedBackendForIpv4AndIpv6) {
 
 // Every variant differs from the base in exactly one field, and all of them are given the
 // base's hash: same bucket, same signature. Only the full-key comparison can tell them apart.
+// An IPv4 address is bytes 0..3 (the other twelve are always zero), so only those vary.
 std::vector<std::pair<std::string, FlowTuple>> SingleFieldVariants(const FlowTuple& base) {
   std::vector<std::pair<std::string, FlowTuple>> variants;
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < (base.v6 ? 16 : 4); ++i) {
     FlowTuple s = base;
     s.src[i] ^= 0x01;
     variants.emplace_back("src byte " + std::to_string(i), s);
@@ -97,8 +98,8 @@ TEST(FlowTableTest, AKeyDifferingInAnySingleFieldIsAMissEvenWithTheSameHash) {
   for (const FlowTuple& base : {Tuple("2001:db8:1:2:3:4:5:6", "2001:db8::100", 40000, 443, kTcp),
                                 Tuple("10.1.2.3", "10.9.8.7", 1234, 53, kUdp)}) {
     for (const auto& [what, variant] : SingleFieldVariants(base)) {
-      MmapFlowTable t = NewTable(64);
-      const uint64_t hash = Crafted(5, 0xbeef);
+      MmapFlowTable t = NewTable(48);
+      const uint64_t hash = Crafted(5, 0x5e);
       ASSERT_EQ(t->Insert(base, hash, 1, 100).status, FlowInsert::kInserted);
       EXPECT_FALSE(t->Lookup(variant, hash, 100).hit()) << what;
       FlowRef ref;
@@ -175,7 +176,7 @@ TEST(FlowTableTest, ATimeoutChangeAppliesToExistingEntries) {
 }
 
 TEST(FlowTableTest, SetTimeoutsRejectsBadValuesAndKeepsTheOldOnes) {
-  MmapFlowTable t = NewTable(64);
+  MmapFlowTable t = NewTable(48);
   absl::Status zero = t->SetTimeouts({.tcp_s = 0, .tcp_closing_s = 0, .udp_s = 30});
   EXPECT_EQ(zero.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(zero.message()), HasSubstr("tcp_s must be in [1, 1073741824]"));
@@ -188,7 +189,8 @@ TEST(FlowTableTest, SetTimeoutsRejectsBadValuesAndKeepsTheOldOnes) {
   EXPECT_EQ(t->timeouts(), kTimeouts);
 }
 
-// Capacity 64 = 16 groups. Distinct flows (source ports) that Crafted() hashes put in one group.
+// Capacity 48 = 16 groups of 3. Distinct flows (source ports) that Crafted() hashes put in one
+// group.
 std::vector<FlowTuple> KeysForOneGroup(int n) {
   std::vector<FlowTuple> keys;
   for (int i = 0; i < n; ++i) keys.push_back(ClientV4(static_cast<uint16_t>(1000 + i)));
@@ -196,59 +198,59 @@ std::vector<FlowTuple> KeysForOneGroup(int n) {
 }
 
 TEST(FlowTableTest, AFullBucketOverflowsIntoItsNeighbourOnlyThenInsertFailsAndSaysSo) {
-  MmapFlowTable t = NewTable(64);
-  const std::vector<FlowTuple> keys = KeysForOneGroup(9);
-  for (uint16_t i = 0; i < 8; ++i) {
-    const FlowInsertResult r = t->Insert(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), i, 0);
-    ASSERT_EQ(r.status, FlowInsert::kInserted) << i;
-    EXPECT_EQ(r.ref.group, i < 4 ? 3u : 4u) << i;  // home first, then home + 1, nowhere else
+  MmapFlowTable t = NewTable(48);
+  const std::vector<FlowTuple> keys = KeysForOneGroup(7);
+  for (uint8_t i = 0; i < 6; ++i) {
+    const FlowInsertResult r = t->Insert(keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), i, 0);
+    ASSERT_EQ(r.status, FlowInsert::kInserted) << int{i};
+    EXPECT_EQ(r.ref.group, i < 3 ? 3u : 4u) << int{i};  // home first, then home + 1, nowhere else
   }
-  const FlowInsertResult full = t->Insert(keys[8], Crafted(3, 9), 8, 0);
+  const FlowInsertResult full = t->Insert(keys[6], Crafted(3, 7), 6, 0);
   EXPECT_EQ(full.status, FlowInsert::kFull);
   EXPECT_FALSE(full.ref.hit());
-  EXPECT_EQ(t->used(), 8u);
-  for (uint16_t i = 0; i < 8; ++i) {
-    const FlowRef ref = t->Lookup(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), 0);
-    ASSERT_TRUE(ref.hit()) << i;
+  EXPECT_EQ(t->used(), 6u);
+  for (uint8_t i = 0; i < 6; ++i) {
+    const FlowRef ref = t->Lookup(keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), 0);
+    ASSERT_TRUE(ref.hit()) << int{i};
     EXPECT_EQ(t->Backend(ref), i);
   }
-  EXPECT_FALSE(t->Lookup(keys[8], Crafted(3, 9), 0).hit());
+  EXPECT_FALSE(t->Lookup(keys[6], Crafted(3, 7), 0).hit());
   // Other buckets still accept, including group 4 whose ways group 3 took (it overflows to 5).
-  EXPECT_EQ(t->Insert(keys[8], Crafted(4, 9), 8, 0).ref.group, 5u);
-  EXPECT_EQ(t->Insert(keys[8], Crafted(9, 9), 8, 0).status, FlowInsert::kInserted);
+  EXPECT_EQ(t->Insert(keys[6], Crafted(4, 7), 6, 0).ref.group, 5u);
+  EXPECT_EQ(t->Insert(keys[6], Crafted(9, 7), 6, 0).status, FlowInsert::kInserted);
 }
 
 TEST(FlowTableTest, TheLastGroupOverflowsIntoTheFirst) {
-  MmapFlowTable t = NewTable(64);
-  const std::vector<FlowTuple> keys = KeysForOneGroup(5);
-  for (uint16_t i = 0; i < 5; ++i) {
-    t->Insert(keys[i], Crafted(15, static_cast<uint16_t>(i + 1)), i, 0);
+  MmapFlowTable t = NewTable(48);
+  const std::vector<FlowTuple> keys = KeysForOneGroup(4);
+  for (uint8_t i = 0; i < 4; ++i) {
+    t->Insert(keys[i], Crafted(15, static_cast<uint8_t>(i + 1)), i, 0);
   }
-  const FlowRef ref = t->Lookup(keys[4], Crafted(15, 5), 0);
+  const FlowRef ref = t->Lookup(keys[3], Crafted(15, 4), 0);
   ASSERT_TRUE(ref.hit());
   EXPECT_EQ(ref.group, 0u);
 }
 
 TEST(FlowTableTest, ExpiredWaysAreReusedWithoutGrowingOccupancy) {
-  MmapFlowTable t = NewTable(64);
-  const std::vector<FlowTuple> old_keys = KeysForOneGroup(8);
-  for (uint16_t i = 0; i < 8; ++i) {
-    t->Insert(old_keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), i, 0);
+  MmapFlowTable t = NewTable(48);
+  const std::vector<FlowTuple> old_keys = KeysForOneGroup(6);
+  for (uint8_t i = 0; i < 6; ++i) {
+    t->Insert(old_keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), i, 0);
   }
   const uint32_t later = kTimeouts.tcp_s + 1;
-  for (uint16_t i = 0; i < 8; ++i) {
+  for (uint8_t i = 0; i < 6; ++i) {
     FlowTuple k = old_keys[i];
     k.dst_port = 8080;  // new flows, same bucket
-    const FlowInsertResult r = t->Insert(k, Crafted(3, static_cast<uint16_t>(100 + i)), 50, later);
-    EXPECT_EQ(r.status, FlowInsert::kInserted) << i;
-    EXPECT_EQ(r.ref.group, i < 4 ? 3u : 4u) << i;
+    const FlowInsertResult r = t->Insert(k, Crafted(3, static_cast<uint8_t>(100 + i)), 50, later);
+    EXPECT_EQ(r.status, FlowInsert::kInserted) << int{i};
+    EXPECT_EQ(r.ref.group, i < 3 ? 3u : 4u) << int{i};
   }
-  EXPECT_EQ(t->used(), 8u);
-  EXPECT_EQ(t->CountLive(later), 8u);
+  EXPECT_EQ(t->used(), 6u);
+  EXPECT_EQ(t->CountLive(later), 6u);
 }
 
 TEST(FlowTableTest, ReinsertingALiveKeyReportsItAndAnExpiredKeyReusesItsOwnWay) {
-  MmapFlowTable t = NewTable(64);
+  MmapFlowTable t = NewTable(48);
   const std::vector<FlowTuple> keys = KeysForOneGroup(3);  // a, b, k
   const FlowTuple& k = keys[2];
   const uint64_t hk = Crafted(3, 3);
@@ -281,21 +283,61 @@ TEST(FlowTableTest, SetBackendReplacesTheBackendOfAnEntry) {
   t->Insert(k, h, 1, 0);
   t->At(t->Lookup(k, h, 0)).SetBackend(42);
   EXPECT_EQ(t->Backend(t->Lookup(k, h, 5)), 42u);
+  // Every id up to kMaxBackend survives the 16-bit store, in Insert and in SetBackend.
+  t->At(t->Lookup(k, h, 5)).SetBackend(FlowTable::kMaxBackend);
+  EXPECT_EQ(t->Backend(t->Lookup(k, h, 5)), FlowTable::kMaxBackend);
+  const FlowTuple k2 = ClientV4(2);
+  const uint64_t h2 = FlowHash(k2, kKey);
+  t->Insert(k2, h2, FlowTable::kMaxBackend - 1, 0);
+  EXPECT_EQ(t->Backend(t->Lookup(k2, h2, 5)), FlowTable::kMaxBackend - 1);
+}
+
+// IPv4 keys live whole in the bucket line, IPv6 addresses in the separate v6 array: flows of
+// both families in the same and in adjacent groups must each keep exactly their own key.
+TEST(FlowTableTest, IpV4AndIpv6FlowsShareAGroupAndKeepTheirWholeKeys) {
+  MmapFlowTable t = NewTable(48);
+  std::vector<std::pair<FlowTuple, uint64_t>> flows;
+  for (uint32_t group : {6u, 7u}) {
+    for (uint8_t w = 0; w < 3; ++w) {
+      const auto port = static_cast<uint16_t>(1000 + group * 10 + w);
+      const FlowTuple k = w != 1  // IPv6 in ways 0 and 2 of both groups, IPv4 in way 1
+                              ? Tuple("2001:db8::" + std::to_string(group * 10 + w),
+                                      "2001:db8::100", port, 443, kTcp)
+                              : ClientV4(port, kUdp);
+      flows.emplace_back(k, Crafted(group, 9));  // one signature (but the family bit)
+    }
+  }
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const FlowInsertResult r =
+        t->Insert(flows[i].first, flows[i].second, static_cast<uint32_t>(100 + i), 0);
+    ASSERT_EQ(r.status, FlowInsert::kInserted) << i;
+    EXPECT_EQ(r.ref.group, i < 3 ? 6u : 7u) << i;
+  }
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const FlowRef ref = t->Lookup(flows[i].first, flows[i].second, 0);
+    ASSERT_TRUE(ref.hit()) << i;
+    EXPECT_EQ(t->Backend(ref), 100 + i) << i;
+    EXPECT_EQ(t->Key(ref), flows[i].first) << i;
+  }
+  // The IPv6 key of one way, asked for as another way's address: a miss.
+  FlowTuple other = flows[0].first;
+  other.src = flows[2].first.src;
+  EXPECT_FALSE(t->Lookup(other, flows[0].second, 0).hit());
 }
 
 TEST(FlowTableTest, RemoveMakesAMissAndFreesTheWay) {
-  MmapFlowTable t = NewTable(64);
-  const std::vector<FlowTuple> keys = KeysForOneGroup(9);
-  for (uint16_t i = 0; i < 8; ++i) {
-    t->Insert(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), i, 0);
+  MmapFlowTable t = NewTable(48);
+  const std::vector<FlowTuple> keys = KeysForOneGroup(7);
+  for (uint8_t i = 0; i < 6; ++i) {
+    t->Insert(keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), i, 0);
   }
-  ASSERT_EQ(t->Insert(keys[8], Crafted(3, 9), 8, 0).status, FlowInsert::kFull);
-  t->Remove(t->Lookup(keys[6], Crafted(3, 7), 0));  // a displaced entry, in group 4
-  EXPECT_FALSE(t->Lookup(keys[6], Crafted(3, 7), 0).hit());
-  EXPECT_EQ(t->used(), 7u);
-  const FlowInsertResult r = t->Insert(keys[8], Crafted(3, 9), 8, 0);
+  ASSERT_EQ(t->Insert(keys[6], Crafted(3, 7), 6, 0).status, FlowInsert::kFull);
+  t->Remove(t->Lookup(keys[4], Crafted(3, 5), 0));  // a displaced entry, in group 4
+  EXPECT_FALSE(t->Lookup(keys[4], Crafted(3, 5), 0).hit());
+  EXPECT_EQ(t->used(), 5u);
+  const FlowInsertResult r = t->Insert(keys[6], Crafted(3, 7), 6, 0);
   EXPECT_EQ(r.status, FlowInsert::kInserted);
-  EXPECT_EQ(t->Backend(t->Lookup(keys[8], Crafted(3, 9), 0)), 8u);
+  EXPECT_EQ(t->Backend(t->Lookup(keys[6], Crafted(3, 7), 0)), 6u);
 }
 
 TEST(FlowTableTest, OccupancyCountsEntriesUntilReusedOrSwept) {
@@ -316,31 +358,31 @@ TEST(FlowTableTest, OccupancyCountsEntriesUntilReusedOrSwept) {
 }
 
 TEST(FlowTableTest, SweepIsIncrementalAndKeepsDisplacedLiveEntriesReachable) {
-  MmapFlowTable t = NewTable(64);  // 16 groups
-  const std::vector<FlowTuple> keys = KeysForOneGroup(5);
-  for (uint16_t i = 0; i < 5; ++i) {
-    t->Insert(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), i, 0);
+  MmapFlowTable t = NewTable(48);  // 16 groups
+  const std::vector<FlowTuple> keys = KeysForOneGroup(4);
+  for (uint8_t i = 0; i < 4; ++i) {
+    t->Insert(keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), i, 0);
   }
   EXPECT_EQ(t->Sweep(0, 1000), 0u);
-  ASSERT_TRUE(t->Lookup(keys[4], Crafted(3, 5), 0).hit()) << "overflow flag cleared too early";
+  ASSERT_TRUE(t->Lookup(keys[3], Crafted(3, 4), 0).hit()) << "overflow flag cleared too early";
   // Keep the home flows alive, let the displaced one expire.
-  for (uint16_t i = 0; i < 4; ++i) {
-    t->At(t->Lookup(keys[i], Crafted(3, static_cast<uint16_t>(i + 1)), 90)).Refresh(90);
+  for (uint8_t i = 0; i < 3; ++i) {
+    t->At(t->Lookup(keys[i], Crafted(3, static_cast<uint8_t>(i + 1)), 90)).Refresh(90);
   }
   const uint32_t now = kTimeouts.tcp_s + 1;
   EXPECT_EQ(t->Sweep(now, 3), 0u);  // groups 0..2: nothing there
   EXPECT_EQ(t->Sweep(now, 1), 1u);  // group 3 frees its displaced entry in group 4
-  EXPECT_EQ(t->used(), 4u);
+  EXPECT_EQ(t->used(), 3u);
   ASSERT_TRUE(t->SetTimeouts({.tcp_s = 100000, .tcp_closing_s = 10, .udp_s = 30}).ok());
-  EXPECT_FALSE(t->Lookup(keys[4], Crafted(3, 5), now).hit()) << "swept entry came back";
+  EXPECT_FALSE(t->Lookup(keys[3], Crafted(3, 4), now).hit()) << "swept entry came back";
 }
 
 TEST(FlowTableTest, BurstLookupResolvesSeveralKeysOfOneBucketAndDuplicates) {
-  MmapFlowTable t = NewTable(64);
+  MmapFlowTable t = NewTable(48);
   const std::vector<FlowTuple> keys = KeysForOneGroup(6);
   std::vector<uint64_t> hashes;
-  for (uint16_t i = 0; i < 6; ++i) hashes.push_back(Crafted(7, static_cast<uint16_t>(i % 2 + 1)));
-  for (uint16_t i = 0; i < 5; ++i) t->Insert(keys[i], hashes[i], i, 0);  // 5th overflows
+  for (uint8_t i = 0; i < 6; ++i) hashes.push_back(Crafted(7, static_cast<uint8_t>(i % 2 + 1)));
+  for (uint16_t i = 0; i < 5; ++i) t->Insert(keys[i], hashes[i], i, 0);  // 4th, 5th overflow
   std::vector<FlowTuple> burst = {keys[4], keys[5], keys[0], keys[4], keys[3]};
   std::vector<uint64_t> burst_hashes = {hashes[4], hashes[5], hashes[0], hashes[4], hashes[3]};
   std::vector<FlowRef> refs(burst.size());
@@ -370,9 +412,9 @@ struct TupleHash {
 // checked op by op against a std::unordered_map model: every lookup (batched and single),
 // every insert outcome and where it went, refresh, close, replace, remove, expiry, sweep.
 void RunDifferential(uint32_t seed, bool colliding_signatures) {
-  constexpr uint64_t kCapacity = 256;  // 64 groups
+  constexpr uint64_t kCapacity = 192;  // 64 groups
   MmapFlowTable t = NewTable(kCapacity);
-  const uint32_t groups = kCapacity / 4;
+  const uint32_t groups = kCapacity / flow_table_internal::kWays;
   std::mt19937 rng(seed);
   auto uniform = [&](uint32_t n) { return static_cast<uint32_t>(rng() % n); };
 
@@ -390,7 +432,7 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
     k.dst_port = static_cast<uint16_t>(80 + uniform(2));
     k.proto = uniform(2) == 0 ? kTcp : kUdp;
     uint64_t h = FlowHash(k, kKey);
-    if (colliding_signatures) h = (h & 0xffffffffull) | (h >> 48 & 3) << 48;
+    if (colliding_signatures) h = (h & 0xffffffffull) | (h >> 57 & 3) << 57;
     if (!distinct.insert(k).second) continue;
     pool.push_back(k);
     pool_hash.push_back(h);
@@ -434,17 +476,18 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
     }
     std::vector<FlowRef> refs(n);
     t->LookupBurst(keys, hashes, now, refs);
-    // The other prefetch orders must agree exactly; kCallerPrefetched after the caller's
-    // prefetch, as the pipeline runs it.
-    std::vector<FlowRef> refs_whole(n), refs_caller(n);
+    // The other prefetch order must agree exactly.
+    std::vector<FlowRef> refs_whole(n);
     t->LookupBurst<FlowPrefetch::kWholeGroup>(keys, hashes, now, refs_whole);
-    for (const uint64_t h : hashes) t->PrefetchBucket(h);
-    t->LookupBurst<FlowPrefetch::kCallerPrefetched>(keys, hashes, now, refs_caller);
     for (size_t i = 0; i < n; ++i) {
       ASSERT_EQ(refs_whole[i].group, refs[i].group);
       ASSERT_EQ(refs_whole[i].way, refs[i].way);
-      ASSERT_EQ(refs_caller[i].group, refs[i].group);
-      ASSERT_EQ(refs_caller[i].way, refs[i].way);
+    }
+    // The pipeline's order: its prefetches for the burst, then one Lookup per key as it goes
+    // (the `single` lookups below, each checked against the burst's ref and the model).
+    for (size_t i = 0; i < n; ++i) {
+      t->PrefetchBucket(hashes[i]);
+      if (keys[i].v6) t->PrefetchV6Key(hashes[i]);
     }
     // Keys an earlier packet of this burst inserted or removed: their burst refs are stale.
     std::unordered_set<FlowTuple, TupleHash> inserted_now;
@@ -508,7 +551,7 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
           ASSERT_TRUE(r.ref.group == home || r.ref.group == next);
           if (r.ref.group == next) {
             ++overflowed;
-            ASSERT_EQ(live_in_group(home), 4) << "overflowed while home had room";
+            ASSERT_EQ(live_in_group(home), 3) << "overflowed while home had room";
           }
           ASSERT_EQ(t->Backend(r.ref), backend);
           model[k] = ModelEntry{backend, now, false, r.ref};
@@ -520,8 +563,8 @@ void RunDifferential(uint32_t seed, bool colliding_signatures) {
         case FlowInsert::kFull:
           ++full;
           ASSERT_FALSE(r.ref.hit());
-          ASSERT_EQ(live_in_group(home), 4);
-          ASSERT_EQ(live_in_group(next), 4);
+          ASSERT_EQ(live_in_group(home), 3);
+          ASSERT_EQ(live_in_group(next), 3);
           break;
       }
       // A second packet of the same new flow right away: must not make a second entry.
@@ -562,30 +605,33 @@ TEST(FlowTableTest, BurstAndSingleLookupsAgreeWithAMapModelWhenSignaturesCollide
   RunDifferential(2, true);
 }
 
-TEST(FlowTableTest, CapacityIsRoundedUpToAPowerOfTwo) {
-  EXPECT_EQ(*FlowTable::RoundedCapacity(4), 4u);
-  EXPECT_EQ(*FlowTable::RoundedCapacity(5), 8u);
-  EXPECT_EQ(*FlowTable::RoundedCapacity(1000000), 1u << 20);
-  EXPECT_EQ(*FlowTable::RoundedCapacity(1u << 24), 1u << 24);
+TEST(FlowTableTest, CapacityIsRoundedUpToThreeTimesAPowerOfTwo) {
+  EXPECT_EQ(*FlowTable::RoundedCapacity(3), 3u);
+  EXPECT_EQ(*FlowTable::RoundedCapacity(4), 6u);
+  EXPECT_EQ(*FlowTable::RoundedCapacity(6), 6u);
+  EXPECT_EQ(*FlowTable::RoundedCapacity(7), 12u);
+  EXPECT_EQ(*FlowTable::RoundedCapacity(1000000), 3u << 19);
+  EXPECT_EQ(*FlowTable::RoundedCapacity(1u << 24), 3u << 23);
   EXPECT_EQ(*FlowTable::RoundedCapacity(FlowTable::kMaxCapacity), FlowTable::kMaxCapacity);
-  EXPECT_EQ(NewTable(1000)->capacity(), 1024u);
-  EXPECT_EQ(NewTable(4)->capacity(), 4u);
+  EXPECT_EQ(NewTable(1000)->capacity(), 1536u);
+  EXPECT_EQ(NewTable(3)->capacity(), 3u);
 }
 
 TEST(FlowTableTest, CreateRejectsBadCapacityMemoryAndTimeoutsWithSpecificMessages) {
   absl::StatusOr<uint64_t> zero = FlowTable::RoundedCapacity(0);
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(zero.status().message()),
-              HasSubstr("capacity must be in [4, 268435456] flows, got 0"));
+              HasSubstr("capacity must be in [3, 201326592] flows, got 0"));
   EXPECT_FALSE(FlowTable::BytesNeeded(FlowTable::kMaxCapacity + 1).ok());
-  EXPECT_FALSE(MmapFlowTable::Create(3).ok());
+  EXPECT_FALSE(MmapFlowTable::Create(2).ok());
 
-  alignas(64) static uint8_t memory[4 * 192 + 64];
-  EXPECT_TRUE(FlowTable::Create(memory, 4 * 192, 16).ok());
-  absl::StatusOr<FlowTable> small = FlowTable::Create(memory, 4 * 192 - 1, 16);
+  // Capacity 16 rounds up to 8 groups of 3 flows, 160 bytes each.
+  alignas(64) static uint8_t memory[8 * 160 + 64];
+  EXPECT_TRUE(FlowTable::Create(memory, 8 * 160, 16).ok());
+  absl::StatusOr<FlowTable> small = FlowTable::Create(memory, 8 * 160 - 1, 16);
   EXPECT_THAT(std::string(small.status().message()),
-              HasSubstr("capacity 16 (rounded up from 16) needs 768 bytes, got 767"));
-  absl::StatusOr<FlowTable> misaligned = FlowTable::Create(memory + 8, 4 * 192, 16);
+              HasSubstr("capacity 24 (rounded up from 16) needs 1280 bytes, got 1279"));
+  absl::StatusOr<FlowTable> misaligned = FlowTable::Create(memory + 8, 8 * 160, 16);
   EXPECT_THAT(std::string(misaligned.status().message()), HasSubstr("64-byte aligned"));
   EXPECT_THAT(std::string(FlowTable::Create(nullptr, 0, 16).status().message()), HasSubstr("null"));
   absl::StatusOr<FlowTable> bad_timeouts =
@@ -593,17 +639,16 @@ TEST(FlowTableTest, CreateRejectsBadCapacityMemoryAndTimeoutsWithSpecificMessage
   EXPECT_EQ(bad_timeouts.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(FlowTableTest, AtMost64BytesPerFlowAt16MCapacity) {
+TEST(FlowTableTest, AtMost64BytesPerFlowAt12MiCapacity) {
   using flow_table_internal::Bucket;
-  using flow_table_internal::Group;
   static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64);
-  static_assert(sizeof(Group) == 3 * 64);
-  constexpr uint64_t k16M = uint64_t{1} << 24;
-  const size_t bytes = FlowTable::BytesNeeded(k16M).value();
-  EXPECT_EQ(bytes, k16M / flow_table_internal::kWays * sizeof(Group));
-  const double per_flow = static_cast<double>(bytes) / static_cast<double>(k16M);
+  static_assert(flow_table_internal::kGroupBytes == 64 + 3 * 32);
+  constexpr uint64_t k12M = uint64_t{3} << 22;
+  const size_t bytes = FlowTable::BytesNeeded(k12M).value();
+  EXPECT_EQ(bytes, k12M / flow_table_internal::kWays * flow_table_internal::kGroupBytes);
+  const double per_flow = static_cast<double>(bytes) / static_cast<double>(k12M);
   EXPECT_LE(per_flow, 64.0);
-  EXPECT_EQ(per_flow, 48.0);
+  EXPECT_NEAR(per_flow, 160.0 / 3, 1e-9);
   // The table object itself is the only other memory, and it is tiny.
   EXPECT_LE(sizeof(FlowTable), 64u);
 }
@@ -616,9 +661,9 @@ TEST(FlowTableTest, MmapFlowTableIsHugePageAlignedAndMovable) {
   MmapFlowTable b = std::move(a);
   EXPECT_EQ(b->Backend(b->Lookup(k, FlowHash(k, kKey), 0)), 5u);
   EXPECT_EQ(b->used(), 1u);
-  MmapFlowTable c = NewTable(64);
+  MmapFlowTable c = NewTable(48);
   c = std::move(b);
-  EXPECT_EQ(c->capacity(), 1u << 16);
+  EXPECT_EQ(c->capacity(), 3u << 15);
   EXPECT_EQ(c->Backend(c->Lookup(k, FlowHash(k, kKey), 0)), 5u);
 }
 
