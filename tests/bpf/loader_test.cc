@@ -49,9 +49,12 @@ class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_UNLESS_ROOT();
+    // IPv6 off on both ends before they come up: otherwise the kernel's own neighbour
+    // discovery and MLD packets cross the veth and the program counts them beside the test's.
     ASSERT_TRUE(
-        Sh("ip link add la type veth peer name lb && ip link set la up && "
-           "ip link set lb up"));
+        Sh("ip link add la type veth peer name lb && "
+           "sysctl -qw net.ipv6.conf.la.disable_ipv6=1 net.ipv6.conf.lb.disable_ipv6=1 && "
+           "ip link set la up && ip link set lb up"));
     la_ = InterfaceIndex("la").value();
   }
   void TearDown() override { Sh("ip link del la 2>/dev/null"); }
